@@ -1,0 +1,246 @@
+"""Alert lifecycle (open, acknowledge, close) and the jobs each event creates.
+
+Everything here runs inside the caller's transaction: the alert's state change and its
+notification jobs commit together or not at all. Sending the jobs' Celery messages and
+publishing the live event happen after the commit (see `app.dispatch`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.models import Alert, Device, NotificationChannel, NotificationJob, RoutingRule, utcnow
+from app.payload import notification_payload
+from app.routing import AlertFacts, effective_tags, match_rules
+from app.severity import queue_for
+
+
+class Conflict(Exception):
+    """A state change that the alert's current state does not allow."""
+
+
+@dataclass
+class AlertOutcome:
+    """The result of one lifecycle call: the alert, whether anything changed, the new jobs."""
+
+    alert: Alert
+    event: str | None
+    created: bool = False
+    jobs: list[NotificationJob] = field(default_factory=list)
+
+    @property
+    def jobs_to_send(self) -> list[NotificationJob]:
+        return [job for job in self.jobs if job.status == "PENDING"]
+
+
+def derive_fingerprint(device_id: str, alert_type: str) -> str:
+    """The fingerprint of an alert posted without one: same device and type, same alert."""
+    digest = hashlib.sha256(json.dumps([device_id, alert_type]).encode()).hexdigest()
+    return f"auto:{digest[:40]}"
+
+
+def _active_by_fingerprint(session: Session, tenant_id: str, fingerprint: str) -> Alert | None:
+    return session.scalars(
+        select(Alert).where(
+            Alert.tenant_id == tenant_id,
+            Alert.fingerprint == fingerprint,
+            Alert.status.in_(("OPEN", "ACKNOWLEDGED")),
+        )
+    ).first()
+
+
+def _insert(session: Session):
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+
+
+def ensure_device(session: Session, tenant_id: str, device_id: str) -> Device:
+    """The device, registered (no site, no tags) if this is the first Pulse hears of it."""
+    stmt = _insert(session)(Device).values(tenant_id=tenant_id, device_id=device_id, tags={}, created_at=utcnow())
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "device_id"]))
+    return session.get(Device, (tenant_id, device_id))
+
+
+def open_alert(session: Session, tenant_id: str, data: dict[str, Any], now: datetime | None = None) -> AlertOutcome:
+    """Open an alert, or return the active one with the same fingerprint (no new jobs)."""
+    now = now or utcnow()
+    fingerprint = data.get("fingerprint") or derive_fingerprint(data["device_id"], data["alert_type"])
+    existing = _active_by_fingerprint(session, tenant_id, fingerprint)
+    if existing is not None:
+        return AlertOutcome(existing, event=None)
+    device = ensure_device(session, tenant_id, data["device_id"])
+    alert = Alert(
+        tenant_id=tenant_id,
+        device_id=data["device_id"],
+        site_id=data.get("site_id") or device.site_id,
+        alert_type=data["alert_type"],
+        severity=data["severity"],
+        message=data["message"],
+        details=data.get("details") or {},
+        fingerprint=fingerprint,
+        status="OPEN",
+        triggered_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(alert)
+            session.flush()
+    except IntegrityError:
+        # A concurrent request opened the same fingerprint first: answer with that alert.
+        existing = _active_by_fingerprint(session, tenant_id, fingerprint)
+        if existing is None:
+            raise
+        return AlertOutcome(existing, event=None)
+    jobs = create_jobs(session, alert, "OPEN", device, now)
+    return AlertOutcome(alert, event="OPEN", created=True, jobs=jobs)
+
+
+def _locked(session: Session, tenant_id: str, alert_id: int) -> Alert | None:
+    return session.scalars(
+        select(Alert).where(Alert.tenant_id == tenant_id, Alert.alert_id == alert_id).with_for_update()
+    ).first()
+
+
+def acknowledge_alert(session: Session, tenant_id: str, alert_id: int, now: datetime | None = None) -> AlertOutcome | None:
+    """OPEN -> ACKNOWLEDGED. Repeating it changes nothing; a CLOSED alert is a Conflict."""
+    alert = _locked(session, tenant_id, alert_id)
+    if alert is None:
+        return None
+    if alert.status == "ACKNOWLEDGED":
+        return AlertOutcome(alert, event=None)
+    if alert.status == "CLOSED":
+        raise Conflict("a closed alert cannot be acknowledged")
+    now = now or utcnow()
+    alert.status = "ACKNOWLEDGED"
+    alert.acknowledged_at = now
+    session.flush()
+    return AlertOutcome(alert, event="ACKNOWLEDGED", jobs=create_jobs(session, alert, "ACKNOWLEDGED", None, now))
+
+
+def close_alert(session: Session, tenant_id: str, alert_id: int, now: datetime | None = None) -> AlertOutcome | None:
+    """OPEN or ACKNOWLEDGED -> CLOSED. Closing a closed alert changes nothing."""
+    alert = _locked(session, tenant_id, alert_id)
+    if alert is None:
+        return None
+    if alert.status == "CLOSED":
+        return AlertOutcome(alert, event=None)
+    now = now or utcnow()
+    alert.status = "CLOSED"
+    alert.closed_at = now
+    session.flush()
+    return AlertOutcome(alert, event="CLOSED", jobs=create_jobs(session, alert, "CLOSED", None, now))
+
+
+def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: str, now: datetime) -> bool:
+    if event_type != "OPEN":
+        # The acknowledge and close of an alert whose OPEN was throttled are throttled too.
+        return bool(
+            session.scalar(
+                select(
+                    exists().where(
+                        NotificationJob.alert_id == alert.alert_id,
+                        NotificationJob.channel_id == rule.channel_id,
+                        NotificationJob.event_type == "OPEN",
+                        NotificationJob.status == "THROTTLED",
+                    )
+                )
+            )
+        )
+    if not rule.throttle_minutes:
+        return False
+    since = now - timedelta(minutes=rule.throttle_minutes)
+    return bool(
+        session.scalar(
+            select(
+                exists()
+                .where(
+                    NotificationJob.tenant_id == alert.tenant_id,
+                    NotificationJob.channel_id == rule.channel_id,
+                    NotificationJob.event_type == "OPEN",
+                    NotificationJob.status != "THROTTLED",
+                    NotificationJob.created_at >= since,
+                    NotificationJob.alert_id != alert.alert_id,
+                )
+                .where(
+                    exists().where(
+                        and_(
+                            Alert.alert_id == NotificationJob.alert_id,
+                            Alert.device_id == alert.device_id,
+                            Alert.alert_type == alert.alert_type,
+                        )
+                    )
+                )
+            )
+        )
+    )
+
+
+def create_jobs(
+    session: Session, alert: Alert, event_type: str, device: Device | None, now: datetime
+) -> list[NotificationJob]:
+    """Insert one job per matched channel for this event (a repeat inserts nothing)."""
+    rules = session.scalars(
+        select(RoutingRule).where(RoutingRule.tenant_id == alert.tenant_id, RoutingRule.is_enabled.is_(True))
+    ).all()
+    if not rules:
+        return []
+    enabled = set(
+        session.scalars(
+            select(NotificationChannel.channel_id).where(
+                NotificationChannel.tenant_id == alert.tenant_id, NotificationChannel.is_enabled.is_(True)
+            )
+        ).all()
+    )
+    if device is None:
+        device = session.get(Device, (alert.tenant_id, alert.device_id))
+    facts = AlertFacts(
+        severity=alert.severity,
+        alert_type=alert.alert_type,
+        device_id=alert.device_id,
+        site_id=alert.site_id,
+        tags=effective_tags(device.tags if device else None, alert.details),
+    )
+    insert = _insert(session)
+    job_ids: list[int] = []
+    for rule in match_rules(rules, facts, event_type, enabled):
+        status = "THROTTLED" if _throttled(session, alert, rule, event_type, now) else "PENDING"
+        stmt = (
+            insert(NotificationJob)
+            .values(
+                tenant_id=alert.tenant_id,
+                alert_id=alert.alert_id,
+                channel_id=rule.channel_id,
+                rule_id=rule.rule_id,
+                event_type=event_type,
+                status=status,
+                queue=queue_for(alert.severity),
+                attempts=0,
+                attempts_at_replay=0,
+                next_attempt_at=now,
+                last_error="throttled" if status == "THROTTLED" else None,
+                payload=notification_payload(alert, event_type, None),
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "alert_id", "channel_id", "event_type"])
+            .returning(NotificationJob.job_id)
+        )
+        job_id = session.execute(stmt).scalar()
+        if job_id is not None:
+            job_ids.append(job_id)
+    if not job_ids:
+        return []
+    jobs = session.scalars(select(NotificationJob).where(NotificationJob.job_id.in_(job_ids))).all()
+    for job in jobs:
+        # The payload names its own job: the id a receiver deduplicates on.
+        job.payload = {**job.payload, "job_id": job.job_id}
+    session.flush()
+    return sorted(jobs, key=lambda j: j.job_id)

@@ -1,0 +1,240 @@
+"""The one HTTP client every HTTP-based channel uses, and the one classifier of its outcomes.
+
+`send_http()` makes one request through a session that:
+
+* refuses loopback, private, link-local (cloud metadata included), CGNAT, unspecified,
+  multicast and reserved destinations, IPv6 and IPv4-mapped forms too, unless
+  `ALLOW_PRIVATE_DESTINATIONS=1`. The host is checked when it is resolved and the peer
+  address again once the socket is connected, so DNS rebinding cannot slip past the check;
+* never follows redirects and ignores proxy variables of the environment;
+* names only the scheme and host of the destination in errors (a Slack or Teams URL is a secret).
+
+`classify()` maps an HTTP status to the contract: 2xx ok; 408, 429 and 5xx transient (with
+`Retry-After` honoured); any other status permanent.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Mapping
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from app.channels.base import SendContext, SendResult
+from app.channels.errors import PermanentError, TransientError
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+_RFC1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+_ULA = ipaddress.ip_network("fc00::/7")
+
+
+class DestinationRefused(PermanentError):
+    """The destination resolves to an address Pulse must not reach."""
+
+
+def refusal_reason(address: str) -> str | None:
+    """Why an IP address may not be a delivery destination, or None if it may."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in _METADATA:
+        return "a cloud metadata address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.version == 4 and any(ip in net for net in _RFC1918):
+        return "a private address (RFC 1918)"
+    if ip.version == 4 and ip in _CGNAT:
+        return "a shared CGNAT address (RFC 6598)"
+    if ip.version == 6 and ip in _ULA:
+        return "an IPv6 unique local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_reserved or ip.is_private or not ip.is_global:
+        return "a reserved address"
+    return None
+
+
+def literal_ip_refusal(url: str) -> str | None:
+    """For a URL whose host is a literal IP: why it would be refused (checked at channel create)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        return refusal_reason(host)
+    except ValueError:
+        return None
+
+
+def describe(url: str) -> str:
+    """The part of a URL that is safe to show: scheme and host, never path or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def _check_peer(sock: socket.socket, host: str) -> None:
+    reason = refusal_reason(sock.getpeername()[0])
+    if reason:
+        sock.close()
+        raise DestinationRefused(f"destination {host} refused: it is {reason}")
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _check_peer(sock, self.host)
+        return sock
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _check_peer(sock, self.host)
+        return sock
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+_local = threading.local()
+
+
+def _session(guarded: bool) -> requests.Session:
+    # One keep-alive session per thread and mode: requests.Session is not thread-safe.
+    name = "guarded" if guarded else "open"
+    session = getattr(_local, name, None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False
+        adapter = _GuardedAdapter() if guarded else HTTPAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        setattr(_local, name, session)
+    return session
+
+
+def _check_resolved(host: str, port: int) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TransientError(f"cannot resolve {host}: {exc.strerror}") from None
+    for info in infos:
+        reason = refusal_reason(info[4][0])
+        if reason:
+            raise DestinationRefused(f"destination {host} refused: it resolves to {reason}")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    """A receiver's answer, shortened to one line for an error message."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def classify(status: int, headers: Mapping[str, str], body: str, service: str) -> None:
+    """Raise the contract's error for a non-2xx HTTP status; return for 2xx."""
+    if 200 <= status < 300:
+        return
+    answer = f"{service} answered {status}"
+    if body.strip():
+        answer += f": {excerpt(body)}"
+    if status in (408, 429) or status >= 500:
+        raise TransientError(answer, status_code=status, retry_after=parse_retry_after(headers.get("Retry-After")))
+    if 300 <= status < 400:
+        raise PermanentError(f"{answer} (a redirect, not followed)", status_code=status)
+    raise PermanentError(answer, status_code=status)
+
+
+def send_http(
+    method: str,
+    url: str,
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    context: SendContext,
+    service: str,
+    success_check=None,
+) -> SendResult:
+    """One guarded HTTP request, classified. `success_check(response)` may refine a 2xx."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PermanentError(f"{service}: not an http(s) URL")
+    where = describe(url)
+    guarded = not context.settings.allow_private_destinations
+    if guarded:
+        _check_resolved(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    try:
+        response = _session(guarded).request(
+            method,
+            url,
+            data=body,
+            headers=dict(headers),
+            timeout=context.timeout,
+            allow_redirects=False,
+        )
+    except DestinationRefused:
+        raise
+    except requests.Timeout:
+        raise TransientError(f"{service} at {where} timed out after {context.timeout:g} s") from None
+    except requests.ConnectionError as exc:
+        raise TransientError(f"{service} at {where} unreachable: {_root_cause(exc)}") from None
+    except requests.RequestException as exc:
+        raise PermanentError(f"{service} request to {where} failed: {type(exc).__name__}") from None
+    text = response.text
+    classify(response.status_code, response.headers, text, service)
+    if success_check is not None:
+        success_check(response)
+    return SendResult(status_code=response.status_code, detail=excerpt(text, 120) or None)
+
+
+def _root_cause(exc: BaseException) -> str:
+    # requests wraps urllib3 wraps OSError; the innermost says what happened, the URL does not.
+    while exc.__context__ is not None and exc.__context__ is not exc:
+        exc = exc.__context__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    name = type(exc).__name__
+    return "connection refused" if "Refused" in name else name

@@ -1,0 +1,236 @@
+"""The tables of DESIGN §4, as SQLAlchemy 2 typed models. Alembic alone creates them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT identity on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """A timestamp that always comes back timezone-aware UTC, SQLite included."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None:
+            value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    site_id: Mapped[str | None] = mapped_column(String(128))
+    tags: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_tenant_status", "tenant_id", "status"),
+        Index("ix_alerts_tenant_device_type", "tenant_id", "device_id", "alert_type"),
+        # At most one active (OPEN or ACKNOWLEDGED) alert per fingerprint: concurrent
+        # duplicates collide here instead of opening twice.
+        Index(
+            "uq_alerts_active_fingerprint",
+            "tenant_id",
+            "fingerprint",
+            unique=True,
+            postgresql_where=text("status IN ('OPEN', 'ACKNOWLEDGED')"),
+            sqlite_where=text("status IN ('OPEN', 'ACKNOWLEDGED')"),
+        ),
+    )
+
+    alert_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"))
+    device_id: Mapped[str] = mapped_column(String(128))
+    site_id: Mapped[str | None] = mapped_column(String(128))
+    alert_type: Mapped[str] = mapped_column(String(128))
+    severity: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    fingerprint: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="OPEN")
+    triggered_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class NotificationChannel(Base):
+    __tablename__ = "notification_channels"
+
+    channel_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    channel_type: Mapped[str] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    # Fernet token of a JSON object {dotted.path: value} holding the write-only fields.
+    encrypted_secrets: Mapped[bytes | None] = mapped_column(LargeBinary)
+    is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class RoutingRule(Base):
+    __tablename__ = "notification_routing_rules"
+
+    rule_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"), index=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_channels.channel_id", ondelete="CASCADE"), index=True
+    )
+    min_severity: Mapped[int | None] = mapped_column(Integer)
+    alert_type: Mapped[str | None] = mapped_column(String(128))
+    device_tag_key: Mapped[str | None] = mapped_column(String(128))
+    device_tag_val: Mapped[str | None] = mapped_column(String(256))
+    site_ids: Mapped[list[str] | None] = mapped_column(Json)
+    device_prefixes: Mapped[list[str] | None] = mapped_column(Json)
+    deliver_on: Mapped[list[str]] = mapped_column(Json, default=lambda: ["OPEN"])
+    throttle_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class NotificationJob(Base):
+    __tablename__ = "notification_jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "alert_id", "channel_id", "event_type"),
+        # The sweeper's and the dead-letter queue's scans.
+        Index("ix_notification_jobs_status_next", "status", "next_attempt_at"),
+        Index("ix_notification_jobs_tenant_created", "tenant_id", "job_id"),
+        # The throttle's look-back: same channel, recent OPEN jobs.
+        Index("ix_notification_jobs_throttle", "channel_id", "event_type", "created_at"),
+    )
+
+    job_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"))
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_channels.channel_id", ondelete="CASCADE")
+    )
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notification_routing_rules.rule_id", ondelete="SET NULL")
+    )
+    event_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    # Which queue the job's messages go to (from the alert's severity at dispatch).
+    queue: Mapped[str] = mapped_column(String(32), default="pulse.default")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # `attempts` when the job was last replayed: the dead-letter budget counts from here.
+    attempts_at_replay: Mapped[int] = mapped_column(Integer, default=0)
+    # PENDING/RETRYING: when the next attempt is due. SENDING: when the claim expires.
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DeliveryLog(Base):
+    __tablename__ = "delivery_log"
+    __table_args__ = (Index("ix_delivery_log_job_attempt", "job_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("notification_jobs.job_id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    success: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class TelemetryPoint(Base):
+    """One telemetry sample of a device, for `TELEMETRY_BACKEND=sql`."""
+
+    __tablename__ = "telemetry"
+    __table_args__ = (Index("ix_telemetry_device_time", "tenant_id", "device_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"))
+    device_id: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    metrics: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+TENANT_TABLES = (
+    "users",
+    "devices",
+    "alerts",
+    "notification_channels",
+    "notification_routing_rules",
+    "notification_jobs",
+    "delivery_log",
+    "telemetry",
+)

@@ -1,0 +1,142 @@
+"""Channel secrets: split from the config, encrypted at rest, masked in every answer.
+
+The key is derived from SECRET_KEY with HKDF, so one setting protects both JWTs and stored
+secrets, and each use gets its own key. Secret fields are named by dotted paths into the
+config (`smtp.password`, `v3.auth_key`); the stored config never holds their values.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any, Iterable
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from app.channels import PermanentError, get_sender
+
+MASK = "********"
+_MISSING = object()
+
+
+class SecretBox:
+    """Encrypts and decrypts a channel's secrets with a key derived from SECRET_KEY."""
+
+    def __init__(self, secret_key: str):
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"pulse-channel-secrets", info=b"fernet-v1").derive(
+            secret_key.encode("utf-8")
+        )
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def encrypt(self, values: dict[str, Any]) -> bytes | None:
+        return self._fernet.encrypt(json.dumps(values).encode()) if values else None
+
+    def decrypt(self, token: bytes | None) -> dict[str, Any]:
+        if not token:
+            return {}
+        return json.loads(self._fernet.decrypt(bytes(token)))
+
+
+def get_path(config: dict[str, Any], path: str, default: Any = _MISSING) -> Any:
+    node: Any = config
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_path(config: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = config
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def pop_path(config: dict[str, Any], path: str) -> Any:
+    parts = path.split(".")
+    node: Any = config
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return _MISSING
+    return node.pop(parts[-1], _MISSING) if isinstance(node, dict) else _MISSING
+
+
+def split_secrets(config: dict[str, Any], secret_fields: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config without secrets, {path: secret}) from a full config."""
+    public = copy.deepcopy(config)
+    secrets: dict[str, Any] = {}
+    for path in secret_fields:
+        value = pop_path(public, path)
+        if value is not _MISSING and value is not None:
+            secrets[path] = value
+    return public, secrets
+
+
+def merge_secrets(public: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
+    """The full config: the stored public part with the decrypted secrets put back."""
+    full = copy.deepcopy(public)
+    for path, value in secrets.items():
+        set_path(full, path, value)
+    return full
+
+
+def masked(public: dict[str, Any], secrets: dict[str, Any], secret_fields: Iterable[str]) -> dict[str, Any]:
+    """The config as answered: each secret that is set shows as the mask, unset ones as null."""
+    view = copy.deepcopy(public)
+    for path in secret_fields:
+        if path in secrets:
+            set_path(view, path, MASK)
+        elif _parent_exists(view, path):
+            set_path(view, path, None)
+    return view
+
+
+def _parent_exists(config: dict[str, Any], path: str) -> bool:
+    parent = path.rsplit(".", 1)[0] if "." in path else ""
+    return not parent or isinstance(get_path(config, parent, None), dict)
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """PATCH semantics for config: key by key, nested objects merged too."""
+    merged = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def restore_masked(config: dict[str, Any], secrets: dict[str, Any], secret_fields: Iterable[str]) -> dict[str, Any]:
+    """A config sent back with "********" where a secret was keeps the stored secret."""
+    restored = copy.deepcopy(config)
+    for path in secret_fields:
+        if get_path(restored, path, None) == MASK:
+            if path in secrets:
+                set_path(restored, path, secrets[path])
+            else:
+                pop_path(restored, path)
+    return restored
+
+
+def channel_config(box: SecretBox, channel) -> Any:
+    """The validated config model of a stored channel, secrets decrypted into it."""
+    sender = get_sender(channel.channel_type)
+    try:
+        secrets = box.decrypt(channel.encrypted_secrets)
+    except InvalidToken:
+        raise PermanentError("the channel's secrets cannot be decrypted (was SECRET_KEY changed?)") from None
+    try:
+        return sender.validate_config(merge_secrets(channel.config or {}, secrets))
+    except Exception:
+        raise PermanentError("the channel's stored configuration is no longer valid") from None
