@@ -47,8 +47,12 @@ class AttemptOutcome:
 
 
 def claim_lease(settings: DeliverySettings) -> timedelta:
-    """How long a claimed job stays SENDING before the sweeper may assume its worker died."""
-    return timedelta(seconds=max(60.0, settings.timeout_seconds * 6))
+    """How long a claimed job stays SENDING before the sweeper may assume its worker died.
+
+    Well above one attempt's worst case (an SMTP send makes several round trips, each bounded
+    by the timeout), so a slow attempt is never sent a second time alongside itself.
+    """
+    return timedelta(seconds=settings.timeout_seconds * 6 + 5)
 
 
 def retry_delay(attempt: int, settings: DeliverySettings, retry_after: float | None = None, rng=random) -> float:
@@ -129,18 +133,18 @@ def attempt_delivery(db: Database, box: SecretBox, job_id: int, settings: Delive
         sender = get_sender(channel_type)
         result = sender.send(config_or_error, Notification(payload=payload, message_id=str(job_id)), SendContext(settings))
     except TransientError as exc:
-        _annotate(exc, job_id, attempt, started)
+        _annotate(exc, job_id, attempt, budget_used, started)
         if budget_used >= settings.max_attempts:
             final = AttemptExhausted(f"{exc.message} (attempt {budget_used} of {settings.max_attempts})", status_code=exc.status_code)
-            _annotate(final, job_id, attempt, started)
+            _annotate(final, job_id, attempt, budget_used, started)
             raise final from None
         raise
     except DeliveryError as exc:
-        _annotate(exc, job_id, attempt, started)
+        _annotate(exc, job_id, attempt, budget_used, started)
         raise
     except Exception as exc:  # a sender bug must still end in the log, never as a lost job
         error = PermanentError(f"internal error in the {channel_type} sender: {type(exc).__name__}")
-        _annotate(error, job_id, attempt, started)
+        _annotate(error, job_id, attempt, budget_used, started)
         raise error from exc
     return AttemptOutcome(job_id, attempt, result.status_code, _elapsed(started), result.detail)
 
@@ -149,9 +153,11 @@ def _elapsed(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-def _annotate(exc: DeliveryError, job_id: int, attempt: int, started: float) -> None:
+def _annotate(exc: DeliveryError, job_id: int, attempt: int, budget_attempt: int, started: float) -> None:
+    # What the results hook and the retry schedule need to know about this attempt.
     exc.job_id = job_id
     exc.attempt = attempt
+    exc.budget_attempt = budget_attempt
     exc.duration_ms = _elapsed(started)
 
 

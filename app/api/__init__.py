@@ -1,0 +1,48 @@
+"""The REST API under /api/v2: authentication for every route but the public ones."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, g, request
+
+from app.auth import ROLES, InvalidToken, decode_token, principal_from_claims
+from app.problems import Problem
+from app.state import pulse
+
+api = Blueprint("api", __name__, url_prefix="/api/v2")
+
+# Endpoints reachable without a token.
+PUBLIC_ENDPOINTS = {"api.auth.token", "api.openapi.spec", "api.ws.feed"}
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@api.before_request
+def _authenticate():
+    limit = request.max_content_length
+    if request.content_length is not None and limit is not None and request.content_length > limit:
+        # Answered from Content-Length alone: the body is never read.
+        raise Problem(413, "the request body is larger than 1 MiB")
+    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "a bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="pulse"'})
+    try:
+        claims = decode_token(pulse().settings, token.strip())
+    except InvalidToken as exc:
+        raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="pulse", error="invalid_token"'}) from None
+    principal = principal_from_claims(claims)
+    if principal.role not in ROLES:
+        raise Problem(403, f"role {principal.role!r} has no access to this API")
+    if request.method in WRITE_METHODS and not principal.can_write:
+        raise Problem(403, "viewers have read-only access")
+    g.principal = principal
+    return None
+
+
+def init_app(app: Flask) -> None:
+    from app.api import alerts, auth, channels, deliveries, devices, openapi, rules
+
+    for module in (auth, devices, alerts, channels, rules, deliveries, openapi):
+        api.register_blueprint(module.bp)
+    app.register_blueprint(api)

@@ -1,0 +1,103 @@
+"""Passwords, JWTs and the roles of the API.
+
+HS256 tokens are issued by Pulse and signed with SECRET_KEY's UTF-8 bytes; RS256 tokens from
+an external identity provider are accepted when JWT_PUBLIC_KEY is set (with JWT_ISSUER and
+JWT_AUDIENCE checked when given). The algorithm list is pinned per key, `exp` and `iat` are
+required, and `exp` has at most 30 seconds of leeway.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.config import Settings
+
+ROLES = ("customer_admin", "customer_viewer")
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "tenant_id", "role"]
+LEEWAY_SECONDS = 30
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, forged, expired or lacks a required claim."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject, tenant and role."""
+
+    subject: str
+    tenant_id: str
+    role: str
+
+    @property
+    def can_write(self) -> bool:
+        return self.role == "customer_admin"
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash (werkzeug's default)."""
+    return generate_password_hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    return check_password_hash(password_hash, password)
+
+
+# A hash to compare against when the email is unknown, so timing does not reveal which emails exist.
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+def dummy_verify(password: str) -> None:
+    check_password_hash(_DUMMY_HASH, password)
+
+
+def issue_token(settings: Settings, subject: str, tenant_id: str, role: str, ttl: int | None = None) -> tuple[str, int]:
+    """A signed HS256 token and its lifetime in seconds."""
+    ttl = ttl or settings.token_ttl_seconds
+    now = int(time.time())
+    claims = {"sub": subject, "tenant_id": tenant_id, "role": role, "iat": now, "exp": now + ttl}
+    return jwt.encode(claims, settings.secret_key.encode("utf-8"), algorithm="HS256"), ttl
+
+
+def decode_token(settings: Settings, token: str) -> dict:
+    """The verified claims of a token; InvalidToken otherwise."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidToken("malformed token") from None
+    options = {"require": REQUIRED_CLAIMS}
+    try:
+        if header.get("alg") == "RS256" and settings.jwt_public_key:
+            claims = jwt.decode(
+                token,
+                settings.jwt_public_key,
+                algorithms=["RS256"],
+                options={**options, "verify_aud": settings.jwt_audience is not None},
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                leeway=LEEWAY_SECONDS,
+            )
+        else:
+            claims = jwt.decode(
+                token,
+                settings.secret_key.encode("utf-8"),
+                algorithms=["HS256"],
+                options=options,
+                leeway=LEEWAY_SECONDS,
+            )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("token expired") from None
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(f"invalid token: {exc}") from None
+    for claim in ("sub", "tenant_id", "role"):
+        if not isinstance(claims.get(claim), str) or not claims[claim]:
+            raise InvalidToken(f"invalid token: claim {claim!r} must be a non-empty string")
+    return claims
+
+
+def principal_from_claims(claims: dict) -> Principal:
+    return Principal(subject=claims["sub"], tenant_id=claims["tenant_id"], role=claims["role"])

@@ -1,0 +1,116 @@
+"""Request bodies of the REST API, validated with pydantic (unknown fields are errors)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from app.routing import EVENTS
+from app.severity import parse_severity
+
+Identifier = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+
+
+def _severity(value: Any) -> int:
+    return parse_severity(value)
+
+
+Severity = Annotated[int, BeforeValidator(_severity)]
+TagValue = StrictStr | StrictInt | float | StrictBool
+
+
+def _events(value: list[str]) -> list[str]:
+    unknown = [v for v in value if v not in EVENTS]
+    if unknown:
+        raise ValueError(f"unknown event(s) {unknown}; use {', '.join(EVENTS)}")
+    if not value:
+        raise ValueError("at least one event is needed")
+    return list(dict.fromkeys(value))
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TokenRequest(Body):
+    email: Annotated[StrictStr, Field(min_length=3, max_length=254)]
+    password: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+
+
+class DeviceCreate(Body):
+    device_id: Identifier
+    site_id: Identifier | None = None
+    tags: dict[Annotated[str, Field(max_length=128)], TagValue] = Field(default_factory=dict)
+
+
+class DeviceUpdate(Body):
+    site_id: Identifier | None = None
+    tags: dict[Annotated[str, Field(max_length=128)], TagValue] | None = None
+
+
+class AlertCreate(Body):
+    device_id: Identifier
+    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    severity: Severity
+    message: Annotated[StrictStr, Field(max_length=10_000)]
+    details: dict[str, Any] | None = None
+    site_id: Identifier | None = None
+    fingerprint: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
+
+
+class ChannelCreate(Body):
+    name: Name
+    channel_type: StrictStr
+    config: dict[str, Any]
+    is_enabled: StrictBool = True
+
+
+class ChannelUpdate(Body):
+    name: Name | None = None
+    config: dict[str, Any] | None = None
+    is_enabled: StrictBool | None = None
+
+
+class RuleFields(Body):
+    min_severity: Severity | None = None
+    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    device_tag_key: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    device_tag_val: Annotated[StrictStr, Field(max_length=256)] | None = None
+    site_ids: list[Identifier] | None = None
+    device_prefixes: list[Annotated[StrictStr, Field(min_length=1, max_length=128)]] | None = None
+    deliver_on: Annotated[list[StrictStr], AfterValidator(_events)] = Field(default_factory=lambda: ["OPEN"])
+    throttle_minutes: Annotated[StrictInt, Field(ge=0, le=10_080)] = 0
+    priority: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 100
+    is_enabled: StrictBool = True
+
+
+class RuleCreate(RuleFields):
+    channel_id: StrictInt
+
+
+class RuleUpdate(Body):
+    channel_id: StrictInt | None = None
+    min_severity: Severity | None = None
+    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    device_tag_key: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    device_tag_val: Annotated[StrictStr, Field(max_length=256)] | None = None
+    site_ids: list[Identifier] | None = None
+    device_prefixes: list[Annotated[StrictStr, Field(min_length=1, max_length=128)]] | None = None
+    deliver_on: Annotated[list[StrictStr], AfterValidator(_events)] | None = None
+    throttle_minutes: Annotated[StrictInt, Field(ge=0, le=10_080)] | None = None
+    priority: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
+    is_enabled: StrictBool | None = None
+
+
+class BulkReplay(Body):
+    channel_id: StrictInt | None = None
+    since: datetime | None = None
+    dry_run: StrictBool = False
+
+
+class TelemetryIn(Body):
+    timestamp: datetime | None = None
+    metrics: dict[Annotated[str, Field(min_length=1, max_length=128)], StrictInt | float]

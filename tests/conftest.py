@@ -1,0 +1,136 @@
+"""Fixtures: a fresh PostgreSQL database, Redis, the Flask app, and real worker processes.
+
+The environment is set once, before anything reads it, so the app, the Celery worker
+subprocesses and Alembic all see the same settings. Every test gets a tenant of its own,
+so tests never see each other's rows even with one shared database and worker.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_client
+import sqlalchemy
+
+from tests.support import ROOT, Tenant, free_port, make_tenant
+
+PG_ADMIN_URL = os.environ.get("PULSE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+TEST_REDIS_URL = os.environ.get("PULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+TEST_DB = f"pulse_test_{os.getpid()}"
+
+
+def _pg_url(database: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+def pytest_configure(config):
+    instance = ROOT / ".tmp" / f"instance-{os.getpid()}"
+    instance.mkdir(parents=True, exist_ok=True)
+    os.environ.update(
+        {
+            "PULSE_INSTANCE_DIR": str(instance),
+            "DATABASE_URL": _pg_url(TEST_DB),
+            "REDIS_URL": TEST_REDIS_URL,
+            "CELERY_BROKER_URL": TEST_REDIS_URL,
+            "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
+            "ALLOW_PRIVATE_DESTINATIONS": "1",
+            "DELIVERY_MAX_ATTEMPTS": "3",
+            "DELIVERY_BACKOFF_BASE_SECONDS": "1",
+            "DELIVERY_BACKOFF_MAX_SECONDS": "4",
+            "DELIVERY_TIMEOUT_SECONDS": "2",
+            "SWEEP_INTERVAL_SECONDS": "1",
+            "WS_POLL_SECONDS": "1",
+            "PAGERDUTY_EVENTS_URL": "http://127.0.0.1:9/v2/enqueue",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """A new PostgreSQL database at the head migration, dropped at the end."""
+    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{TEST_DB}"')
+            connection.exec_driver_sql(f'CREATE DATABASE "{TEST_DB}"')
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} (run `make test`, which starts it): {exc}")
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, check=True, env=os.environ.copy(), capture_output=True)
+    yield os.environ["DATABASE_URL"]
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis(database_url):
+    client = redis_client.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.flushdb()
+    except redis_client.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {TEST_REDIS_URL} (run `make test`, which starts it): {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def app(database_url, redis):
+    from app import create_app
+
+    application = create_app(test_config={"TESTING": True})
+    yield application
+    application.extensions["pulse"].db.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app):
+    """The app's Database, for reading what the API and the worker wrote."""
+    return app.extensions["pulse"].db
+
+
+@pytest.fixture
+def tenant(app) -> Tenant:
+    """A tenant of this test's own, with an admin and a viewer token."""
+    return make_tenant(app)
+
+
+@pytest.fixture
+def other_tenant(app) -> Tenant:
+    return make_tenant(app)
+
+
+@pytest.fixture(scope="session")
+def worker(app):
+    """A real Celery worker process (threads pool, every queue), shared by the session."""
+    from tests.support import WorkerProcess
+
+    process = WorkerProcess("session")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP receiver on loopback that records every request (see tests.support)."""
+    from tests.support import Receiver
+
+    server = Receiver()
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,270 @@
+"""Test helpers: tenants and tokens, worker and beat processes, a recording HTTP receiver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUES = "pulse.critical,pulse.high,pulse.default"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, message: str = "condition") -> Any:
+    """Poll until `predicate()` is truthy and return it; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {message}")
+        time.sleep(interval)
+
+
+@dataclass
+class Tenant:
+    """A tenant with an admin and a viewer, and their bearer headers."""
+
+    tenant_id: str
+    admin_email: str
+    admin_token: str
+    viewer_token: str
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    @property
+    def viewer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.viewer_token}"}
+
+
+def make_tenant(app) -> Tenant:
+    from app.auth import issue_token
+    from app.cli import upsert_user
+    from app.db import SYSTEM_SCOPE
+
+    state = app.extensions["pulse"]
+    tenant_id = "t-" + uuid.uuid4().hex[:12]
+    admin_email = f"admin@{tenant_id}.test"
+    with state.db.session(SYSTEM_SCOPE) as session:
+        upsert_user(session, tenant_id, admin_email, "customer_admin", "admin-password")
+        upsert_user(session, tenant_id, f"viewer@{tenant_id}.test", "customer_viewer", "viewer-password")
+    admin_token, _ = issue_token(state.settings, admin_email, tenant_id, "customer_admin")
+    viewer_token, _ = issue_token(state.settings, f"viewer@{tenant_id}.test", tenant_id, "customer_viewer")
+    return Tenant(tenant_id, admin_email, admin_token, viewer_token)
+
+
+class CeleryProcess:
+    """A `celery -A tasks <command>` subprocess with its own log file."""
+
+    command: list[str] = []
+
+    def __init__(self, name: str, env: dict[str, str] | None = None, ready_text: str = ""):
+        self.name = f"{name}-{uuid.uuid4().hex[:6]}"
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = ROOT / ".tmp" / f"{type(self).__name__.lower()}-{self.name}.log"
+        self.ready_text = ready_text
+        self.process: subprocess.Popen | None = None
+
+    def args(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, wait: bool = True) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks", *self.args()],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if wait and self.ready_text:
+            wait_for(lambda: self.ready_text in self.log() or self.process.poll() is not None, 60, message=f"{self.name} to start")
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited at start:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no hook, no warm shutdown."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+class WorkerProcess(CeleryProcess):
+    """The Procfile's worker: threads pool, every delivery queue."""
+
+    def __init__(self, name: str, env: dict[str, str] | None = None, concurrency: int = 8):
+        super().__init__(name, env, ready_text="ready.")
+        self.concurrency = concurrency
+
+    def args(self) -> list[str]:
+        return [
+            "worker",
+            "--pool", "threads",
+            "--concurrency", str(self.concurrency),
+            "--queues", QUEUES,
+            "--hostname", f"{self.name}@%h",
+            "--loglevel", "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+
+
+class BeatProcess(CeleryProcess):
+    """The Procfile's beat: schedules the sweeper every SWEEP_INTERVAL_SECONDS."""
+
+    def __init__(self, name: str = "beat", env: dict[str, str] | None = None):
+        super().__init__(name, env, ready_text="beat: Starting")
+
+    def args(self) -> list[str]:
+        schedule = ROOT / ".tmp" / f"beat-{self.name}"
+        return ["beat", "--loglevel", "INFO", "--schedule", str(schedule)]
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records requests and answers from a script.
+
+    `script(path, [(status, headers, body), ...])` queues answers for a path, consumed in order;
+    once used up (or with none), the path answers `default` (200). `delay` holds every answer.
+    """
+
+    default: tuple[int, dict[str, str], bytes] = (200, {}, b"ok")
+    delay: float = 0.0
+    requests: list[Received] = field(default_factory=list)
+    _scripts: dict[str, list[tuple[int, dict[str, str], bytes]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with receiver._lock:
+                    receiver.requests.append(Received(self.command, self.path, dict(self.headers.items()), body, time.time()))
+                    script = receiver._scripts.get(self.path)
+                    status, headers, answer = script.pop(0) if script else receiver.default
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_POST = do_PUT = do_GET = _handle
+
+            def log_message(self, *args):
+                pass
+
+        class Server(ThreadingHTTPServer):
+            # A burst of deliveries must not meet dropped SYNs (the default backlog is 5).
+            request_queue_size = 1024
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def script(self, path: str, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
+        with self._lock:
+            self._scripts[path] = list(answers)
+
+    def at(self, path: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+
+def create_channel(client, tenant: Tenant, channel_type: str, config: dict[str, Any], name: str | None = None) -> dict:
+    response = client.post(
+        "/api/v2/channels",
+        json={"name": name or f"{channel_type} channel", "channel_type": channel_type, "config": config},
+        headers=tenant.admin,
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def create_rule(client, tenant: Tenant, channel_id: int, **filters: Any) -> dict:
+    response = client.post("/api/v2/routing-rules", json={"channel_id": channel_id, **filters}, headers=tenant.admin)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def post_alert(client, tenant: Tenant, **fields: Any) -> dict:
+    body = {"device_id": "pump-1", "alert_type": "overheat", "severity": 4, "message": "Pump temperature high", **fields}
+    response = client.post("/api/v2/alerts", json=body, headers=tenant.admin)
+    assert response.status_code in (200, 201), response.get_json()
+    return response.get_json()
+
+
+def deliveries(client, tenant: Tenant, **params: Any) -> list[dict]:
+    response = client.get("/api/v2/deliveries", query_string={"limit": 500, **params}, headers=tenant.admin)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["items"]
+
+
+def settled(client, tenant: Tenant, count: int) -> list[dict] | None:
+    """The tenant's jobs once `count` exist and every one is DELIVERED, FAILED or THROTTLED."""
+    jobs = deliveries(client, tenant)
+    if len(jobs) >= count and all(job["status"] in ("DELIVERED", "FAILED", "THROTTLED") for job in jobs):
+        return jobs
+    return None
