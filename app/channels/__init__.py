@@ -7,10 +7,16 @@ from __future__ import annotations
 
 from app.channels.base import Notification, SendContext, SendResult, Sender
 from app.channels.errors import DeliveryError, PermanentError, TransientError
+from app.channels.pagerduty import PagerDutySender
+from app.channels.slack import SlackSender
+from app.channels.teams import TeamsSender
 from app.channels.webhook import WebhookSender
 
 SENDERS: dict[str, Sender] = {
     "webhook": WebhookSender(),
+    "slack": SlackSender(),
+    "pagerduty": PagerDutySender(),
+    "teams": TeamsSender(),
 }
 
 # Other spellings accepted on input; responses always use the canonical name.

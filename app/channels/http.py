@@ -7,7 +7,9 @@
   `ALLOW_PRIVATE_DESTINATIONS=1`. The host is checked when it is resolved and the peer
   address again once the socket is connected, so DNS rebinding cannot slip past the check;
 * never follows redirects and ignores proxy variables of the environment;
-* names only the scheme and host of the destination in errors (a Slack or Teams URL is a secret).
+* names only the scheme and host of the destination in errors (a Slack or Teams URL is a
+  secret), and blanks the caller's secrets out of any answer it quotes: a receiver, or a
+  proxy's error page, may quote the request's path or body back.
 
 `classify()` maps an HTTP status to the contract: 2xx ok; 408, 429 and 5xx transient (with
 `Retry-After` honoured); any other status permanent.
@@ -20,8 +22,8 @@ import ipaddress
 import socket
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Mapping
+from datetime import timezone
+from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 import requests
@@ -30,7 +32,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from app.channels.base import SendContext, SendResult
-from app.channels.errors import PermanentError, TransientError
+from app.channels.errors import DeliveryError, PermanentError, TransientError
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
@@ -188,6 +190,46 @@ def classify(status: int, headers: Mapping[str, str], body: str, service: str) -
     raise PermanentError(answer, status_code=status)
 
 
+REDACTED = "********"
+
+
+def webhook_url_field(value: str) -> str:
+    """Check a webhook URL a user gave: http(s), with a host; the URL itself is never echoed."""
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http"):
+        raise ValueError("must be an https:// URL (http:// is accepted for test receivers)")
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    if any(character.isspace() for character in value):
+        raise ValueError("must not contain whitespace")
+    return value
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The spellings of a secret URL a receiver's answer might quote: the whole URL and its path."""
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return tuple(spelling for spelling in (url, path, path.lstrip("/")) if len(spelling) > 1)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by asterisks."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redacted_error(error: DeliveryError, secrets: tuple[str, ...]) -> DeliveryError:
+    message = redact(error.message, secrets)
+    if message == error.message:
+        return error
+    if isinstance(error, TransientError):
+        return TransientError(message, status_code=error.status_code, retry_after=error.retry_after)
+    return type(error)(message, status_code=error.status_code)
+
+
 def send_http(
     method: str,
     url: str,
@@ -197,8 +239,23 @@ def send_http(
     context: SendContext,
     service: str,
     success_check=None,
+    secrets: Iterable[str] = (),
 ) -> SendResult:
-    """One guarded HTTP request, classified. `success_check(response)` may refine a 2xx."""
+    """One guarded HTTP request, classified, with `secrets` kept out of its error or detail.
+
+    `success_check(response)` may refine a 2xx (a service that reports errors in a 200 body).
+    """
+    secrets = tuple(secrets)
+    try:
+        result = _send(method, url, body, headers, context, service, success_check)
+    except DeliveryError as error:
+        raise _redacted_error(error, secrets) from None
+    if result.detail is None or not secrets:
+        return result
+    return SendResult(status_code=result.status_code, detail=redact(result.detail, secrets))
+
+
+def _send(method, url, body, headers, context: SendContext, service: str, success_check) -> SendResult:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PermanentError(f"{service}: not an http(s) URL")

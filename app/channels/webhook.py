@@ -15,7 +15,7 @@ import json
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from standardwebhooks import Webhook
 
 from app.channels.base import ChannelConfig, Notification, SendContext, SendResult, Sender
@@ -34,6 +34,11 @@ RESERVED_HEADERS = {
 
 
 class WebhookConfig(ChannelConfig):
+    """Where and how to send: URL, method, extra headers, and the signing secret."""
+
+    # The secret must not come back in a validation message either.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     url: str = Field(pattern=r"^https?://[^\s/]+", max_length=2048)
     method: Literal["POST", "PUT"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
@@ -87,4 +92,12 @@ class WebhookSender(Sender):
         }
         if config.secret:
             headers.update(sign(body, config.secret, notification.message_id, now))
-        return send_http(config.method, config.url, body=body, headers=headers, context=context, service="webhook receiver")
+        return send_http(
+            config.method,
+            config.url,
+            body=body,
+            headers=headers,
+            context=context,
+            service="webhook receiver",
+            secrets=(config.secret,) if config.secret else (),
+        )

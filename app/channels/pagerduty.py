@@ -1,0 +1,137 @@
+"""PagerDuty Events API v2: alerts open, acknowledge and resolve PagerDuty incidents.
+
+All three events of one alert share the dedup key `pulse-alert-<alert_id>`, so PagerDuty
+folds them into one incident: OPEN triggers it, ACKNOWLEDGED acknowledges it, CLOSED resolves
+it. A test send triggers an event with a dedup key of its own, so it never touches a real
+alert's incident. Reference: https://developer.pagerduty.com/docs/events-api-v2/trigger-events/
+and .../acknowledge-events/, .../resolve-events/.
+
+PagerDuty answers 202 on success; 400 means the event is invalid (its `errors` list says why,
+and the shared classifier quotes the answer); 429 and 5xx are worth retrying.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ConfigDict, Field, field_validator
+
+from app.channels.base import (
+    ChannelConfig,
+    Notification,
+    SendContext,
+    Sender,
+    SendResult,
+)
+from app.channels.errors import PermanentError
+from app.channels.formatting import headline
+from app.channels.http import send_http
+
+EVENT_ACTIONS = {"OPEN": "trigger", "ACKNOWLEDGED": "acknowledge", "CLOSED": "resolve", "TEST": "trigger"}
+
+# PagerDuty caps payload.summary at 1024 characters and rejects longer ones
+# (https://developer.pagerduty.com/docs/events-api-v2/trigger-events/).
+SUMMARY_LIMIT = 1024
+
+
+def pagerduty_severity(severity: int) -> str:
+    """Pulse severity 0..5 as one of PagerDuty's four: critical, error, warning, info."""
+    if severity >= 4:
+        return "critical"
+    if severity == 3:
+        return "error"
+    if severity == 2:
+        return "warning"
+    return "info"
+
+
+def dedup_key(notification: Notification) -> str:
+    """One key per alert, shared by its trigger, acknowledge and resolve; a test send its own."""
+    if notification.event_type == "TEST":
+        return f"pulse-test-{notification.message_id.removeprefix('test-')}"
+    return f"pulse-alert-{notification.payload.get('alert_id')}"
+
+
+def truncate(text: str, limit: int) -> str:
+    """Text cut to `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def pagerduty_event(integration_key: str, notification: Notification) -> dict[str, Any]:
+    """The Events API v2 body for one notification."""
+    payload = notification.payload
+    event_type = notification.event_type
+    if event_type not in EVENT_ACTIONS:
+        raise PermanentError(f"PagerDuty: no event action for event type {event_type!r}")
+    event: dict[str, Any] = {
+        "routing_key": integration_key,
+        "event_action": EVENT_ACTIONS[event_type],
+        "dedup_key": dedup_key(notification),
+    }
+    if event["event_action"] != "trigger":
+        # Acknowledge and resolve events carry only these three fields; PagerDuty ignores a
+        # payload on them (https://developer.pagerduty.com/docs/events-api-v2/acknowledge-events/).
+        return event
+    details = {
+        "alert_id": payload.get("alert_id"),
+        "tenant_id": payload.get("tenant_id"),
+        "site_id": payload.get("site_id"),
+        "device_id": payload.get("device_id"),
+        "alert_type": payload.get("alert_type"),
+        "severity": payload.get("severity"),
+        "severity_label": payload.get("severity_label"),
+        "details": payload.get("details"),
+    }
+    body: dict[str, Any] = {
+        "summary": truncate(headline(payload), SUMMARY_LIMIT),
+        "source": str(payload.get("device_id") or "pulse"),
+        "severity": pagerduty_severity(int(payload.get("severity") or 0)),
+        "custom_details": details,
+    }
+    if payload.get("triggered_at"):
+        body["timestamp"] = payload["triggered_at"]
+    if payload.get("site_id"):
+        body["group"] = str(payload["site_id"])
+    if payload.get("alert_type"):
+        body["class"] = str(payload["alert_type"])
+    event["payload"] = body
+    event["client"] = "Pulse"
+    return event
+
+
+class PagerDutyConfig(ChannelConfig):
+    """The config of a PagerDuty channel: the Events API v2 integration (routing) key."""
+
+    # The integration key is the credential: keep it out of validation messages too.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    integration_key: str = Field(min_length=1, max_length=128)
+
+    @field_validator("integration_key")
+    @classmethod
+    def _no_whitespace(cls, value: str) -> str:
+        if any(character.isspace() for character in value):
+            raise ValueError("must not contain whitespace (paste the Events API v2 integration key)")
+        return value
+
+
+class PagerDutySender(Sender):
+    """Send one Events API v2 event to PagerDuty."""
+
+    channel_type = "pagerduty"
+    config_model = PagerDutyConfig
+    secret_fields = ("integration_key",)
+
+    def send(self, config: PagerDutyConfig, notification: Notification, context: SendContext) -> SendResult:
+        event = pagerduty_event(config.integration_key, notification)
+        body = json.dumps(event, separators=(",", ":"), default=str).encode("utf-8")
+        return send_http(
+            "POST",
+            context.settings.pagerduty_events_url,
+            secrets=[config.integration_key],
+            body=body,
+            headers={"Content-Type": "application/json", "User-Agent": "Pulse-PagerDuty/1.0"},
+            context=context,
+            service="PagerDuty",
+        )

@@ -1,0 +1,143 @@
+"""Slack incoming webhooks: one message per alert event, coloured by severity.
+
+The message is a `text` line (what notifications and screen readers show) and one legacy
+attachment carrying the severity colour and the alert's facts as fields. Slack answers
+200 `ok`; its documented errors are a 4xx status with a bare error code as the body
+(https://api.slack.com/messaging/webhooks#handling_errors), which the shared classifier
+already reports as permanent with the code in the message. Slack's 429 carries
+`Retry-After` and is retried after that delay.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import requests
+from pydantic import ConfigDict, Field, field_validator
+
+from app.channels.base import (
+    ChannelConfig,
+    Notification,
+    SendContext,
+    Sender,
+    SendResult,
+)
+from app.channels.errors import PermanentError
+from app.channels.formatting import EVENT_WORDS, headline
+from app.channels.http import send_http, url_secrets, webhook_url_field
+
+# Slack's documented error bodies of incoming webhooks
+# (https://api.slack.com/messaging/webhooks#handling_errors): a dead webhook (revoked, its channel
+# deleted or archived, its token invalid, posting there forbidden) or a message Slack refuses.
+# Slack sends them with a 400, 403, 404 or 410 status, which is permanent already; a 2xx whose
+# body is one of them is a failure too, since Slack's success answer is `ok`.
+SLACK_ERROR_CODES = frozenset(
+    {
+        "no_service",
+        "no_service_id",
+        "no_team",
+        "team_disabled",
+        "channel_not_found",
+        "channel_is_archived",
+        "invalid_token",
+        "action_prohibited",
+        "posting_to_general_channel_denied",
+        "user_not_found",
+        "invalid_payload",
+        "missing_text_or_fallback_or_attachments",
+        "no_text",
+        "too_many_attachments",
+    }
+)
+
+# The seeds' palette: red for critical, orange for high, blue for the rest.
+SEVERITY_COLOURS = ((4, "#e94560"), (3, "#ff9800"), (0, "#2196f3"))
+
+def escape(text: Any) -> str:
+    """Slack's control characters escaped, so alert text cannot form links or @-mentions.
+
+    https://api.slack.com/reference/surfaces/formatting#escaping
+    """
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def severity_colour(severity: int) -> str:
+    """The attachment colour of a severity 0..5."""
+    return next(colour for floor, colour in SEVERITY_COLOURS if severity >= floor)
+
+
+def _epoch(timestamp: str | None) -> int | None:
+    if not timestamp:
+        return None
+    try:
+        return int(datetime.fromisoformat(timestamp).timestamp())
+    except ValueError:
+        return None
+
+
+def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
+    """The incoming-webhook body for one notification payload."""
+    event_type = payload.get("event_type", "OPEN")
+    fields = [
+        {"title": "Severity", "value": escape(payload.get("severity_label", "")), "short": True},
+        {"title": "Event", "value": EVENT_WORDS.get(event_type, event_type.lower()), "short": True},
+        {"title": "Device", "value": escape(payload.get("device_id") or "unknown"), "short": True},
+        {"title": "Alert type", "value": escape(payload.get("alert_type") or ""), "short": True},
+    ]
+    if payload.get("site_id"):
+        fields.append({"title": "Site", "value": escape(payload["site_id"]), "short": True})
+    attachment: dict[str, Any] = {
+        "color": severity_colour(int(payload.get("severity") or 0)),
+        "fallback": escape(headline(payload)),
+        "text": escape(payload.get("message") or ""),
+        "fields": fields,
+        "footer": f"Pulse alert {payload.get('alert_id')}",
+    }
+    timestamp = _epoch(payload.get("triggered_at"))
+    if timestamp is not None:
+        attachment["ts"] = timestamp
+    return {"text": escape(headline(payload)), "attachments": [attachment]}
+
+
+def check_slack_answer(response: requests.Response) -> None:
+    """A 2xx whose body is one of Slack's error codes is a permanent failure."""
+    code = response.text.strip()
+    if code in SLACK_ERROR_CODES:
+        raise PermanentError(f"Slack answered {response.status_code}: {code}", status_code=response.status_code)
+
+
+class SlackConfig(ChannelConfig):
+    """The config of a Slack channel: the incoming-webhook URL Slack gave."""
+
+    # The webhook URL is the credential: keep it out of validation messages too.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    webhook_url: str = Field(max_length=2048)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str) -> str:
+        return webhook_url_field(value)
+
+
+class SlackSender(Sender):
+    """Post an incoming-webhook message to Slack."""
+
+    channel_type = "slack"
+    config_model = SlackConfig
+    secret_fields = ("webhook_url",)
+
+    def send(self, config: SlackConfig, notification: Notification, context: SendContext) -> SendResult:
+        body = json.dumps(slack_message(notification.payload), separators=(",", ":"), default=str).encode("utf-8")
+        return send_http(
+            "POST",
+            config.webhook_url,
+            secrets=url_secrets(config.webhook_url),
+            body=body,
+            headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "Pulse-Slack/1.0"},
+            context=context,
+            service="Slack",
+            success_check=check_slack_answer,
+        )

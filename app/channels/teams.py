@@ -1,0 +1,170 @@
+"""Microsoft Teams: an Adaptive Card for a Workflows webhook, or a legacy connector MessageCard.
+
+`adaptive` (the default) posts the message envelope a Teams Workflows "post to a channel when
+a webhook request is received" flow expects: one attachment holding an Adaptive Card 1.4
+(https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using#send-adaptive-cards-using-an-incoming-webhook).
+`messagecard` posts the seeds' MessageCard for Office 365 connector webhooks.
+
+Workflows answer 202 (or 200); connectors answer 200 with the body `1`. Connectors also answer
+200 when Teams refused the message, with the refusal in the body:
+`Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429
+with ContextId ...` (Microsoft's explanation: https://github.com/MicrosoftDocs/msteams-docs/issues/1810,
+https://github.com/MicrosoftDocs/msteams-docs/issues/4145). Such an answer is classified by
+the status it reports, so a throttled post is retried and a refused card is not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+import requests
+from pydantic import ConfigDict, Field, field_validator
+
+from app.channels.base import (
+    ChannelConfig,
+    Notification,
+    SendContext,
+    Sender,
+    SendResult,
+)
+from app.channels.errors import TransientError
+from app.channels.formatting import EVENT_WORDS, headline
+from app.channels.http import (
+    classify,
+    excerpt,
+    send_http,
+    url_secrets,
+    webhook_url_field,
+)
+
+ADAPTIVE_CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+ADAPTIVE_CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+# 1.4 is the newest version every Teams client renders (Teams mobile lags behind desktop on 1.5).
+ADAPTIVE_CARD_VERSION = "1.4"
+
+# The seeds' palette, as hex for MessageCard themeColor and as the nearest Adaptive Card
+# TextBlock colour: red for critical, orange for high, the rest calm.
+SEVERITY_THEME_COLOURS = ((4, "e94560"), (3, "ff9800"), (0, "2196f3"))
+SEVERITY_TEXT_COLOURS = ((4, "Attention"), (3, "Warning"), (0, "Good"))
+
+CONNECTOR_FAILURE = "Webhook message delivery failed"
+_REPORTED_STATUS = re.compile(r"Microsoft Teams endpoint returned HTTP error (\d{3})")
+
+
+def _by_severity(table: tuple[tuple[int, str], ...], severity: int) -> str:
+    return next(value for floor, value in table if severity >= floor)
+
+
+def _facts(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    event_type = payload.get("event_type", "OPEN")
+    facts = [
+        ("Severity", str(payload.get("severity_label", ""))),
+        ("Device", str(payload.get("device_id") or "unknown")),
+        ("Alert type", str(payload.get("alert_type") or "")),
+    ]
+    if payload.get("site_id"):
+        facts.append(("Site", str(payload["site_id"])))
+    facts.append(("Event", EVENT_WORDS.get(event_type, event_type.lower())))
+    if payload.get("triggered_at"):
+        facts.append(("Triggered at", str(payload["triggered_at"])))
+    return facts
+
+
+def adaptive_card_message(payload: dict[str, Any]) -> dict[str, Any]:
+    """The Workflows webhook body: a message with one Adaptive Card attachment."""
+    severity = int(payload.get("severity") or 0)
+    card = {
+        "$schema": ADAPTIVE_CARD_SCHEMA,
+        "type": "AdaptiveCard",
+        "version": ADAPTIVE_CARD_VERSION,
+        "body": [
+            {
+                "type": "TextBlock",
+                "text": headline(payload),
+                "size": "Medium",
+                "weight": "Bolder",
+                "color": _by_severity(SEVERITY_TEXT_COLOURS, severity),
+                "wrap": True,
+            },
+            {"type": "TextBlock", "text": str(payload.get("message") or ""), "wrap": True},
+            {"type": "FactSet", "facts": [{"title": title, "value": value} for title, value in _facts(payload)]},
+        ],
+    }
+    return {
+        "type": "message",
+        "attachments": [{"contentType": ADAPTIVE_CARD_CONTENT_TYPE, "contentUrl": None, "content": card}],
+    }
+
+
+def message_card(payload: dict[str, Any]) -> dict[str, Any]:
+    """The connector webhook body: the seeds' MessageCard, with the alert's facts added."""
+    severity = int(payload.get("severity") or 0)
+    return {
+        "@type": "MessageCard",
+        "@context": "http://schema.org/extensions",
+        "themeColor": _by_severity(SEVERITY_THEME_COLOURS, severity),
+        "summary": headline(payload),
+        "sections": [
+            {
+                "activityTitle": headline(payload),
+                "activityText": f"Device: {payload.get('device_id') or 'unknown'} | Type: {payload.get('alert_type') or ''}",
+                "facts": [{"name": name, "value": value} for name, value in _facts(payload)],
+            }
+        ],
+    }
+
+
+def check_teams_answer(response: requests.Response) -> None:
+    """A connector's 200 that reports a refused delivery fails by the status it reports."""
+    body = response.text.strip()
+    if not body.startswith(CONNECTOR_FAILURE):
+        return
+    reported = _REPORTED_STATUS.search(body)
+    if reported is None:
+        # "Error contacting Microsoft Teams endpoint": Teams was unreachable from the connector.
+        raise TransientError(f"Teams answered {response.status_code}: {excerpt(body)}", status_code=response.status_code)
+    classify(int(reported.group(1)), response.headers, body, f"Teams (inside a {response.status_code} answer)")
+
+
+class TeamsConfig(ChannelConfig):
+    """The config of a Teams channel: the webhook URL and the card format it expects."""
+
+    # The webhook URL is the credential: keep it out of validation messages too.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    webhook_url: str = Field(max_length=2048)
+    format: Literal["adaptive", "messagecard"] = "adaptive"
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str) -> str:
+        return webhook_url_field(value)
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _lower(cls, value):
+        return value.lower() if isinstance(value, str) else value
+
+
+class TeamsSender(Sender):
+    """Post an Adaptive Card (or a MessageCard) to a Teams webhook."""
+
+    channel_type = "teams"
+    config_model = TeamsConfig
+    secret_fields = ("webhook_url",)
+
+    def send(self, config: TeamsConfig, notification: Notification, context: SendContext) -> SendResult:
+        build = adaptive_card_message if config.format == "adaptive" else message_card
+        body = json.dumps(build(notification.payload), separators=(",", ":"), default=str).encode("utf-8")
+        return send_http(
+            "POST",
+            config.webhook_url,
+            secrets=url_secrets(config.webhook_url),
+            body=body,
+            headers={"Content-Type": "application/json", "User-Agent": "Pulse-Teams/1.0"},
+            context=context,
+            service="Teams",
+            success_check=check_teams_answer,
+        )
