@@ -222,15 +222,23 @@ class Receiver:
         self.server.server_close()
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        # The path carries the receiver's own id, so a late delivery meant for an earlier
+        # test's receiver on a reused port can never be counted here.
+        return f"http://127.0.0.1:{self.port}{self.prefix}{path}"
+
+    @property
+    def prefix(self) -> str:
+        if not hasattr(self, "_prefix"):
+            self._prefix = "/r-" + uuid.uuid4().hex[:8]
+        return self._prefix
 
     def script(self, path: str, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
         with self._lock:
-            self._scripts[path] = list(answers)
+            self._scripts[self.prefix + path] = list(answers)
 
-    def at(self, path: str) -> list[Received]:
+    def at(self, path: str = "/hook") -> list[Received]:
         with self._lock:
-            return [r for r in self.requests if r.path == path]
+            return [r for r in self.requests if r.path == self.prefix + path]
 
 
 def create_channel(client, tenant: Tenant, channel_type: str, config: dict[str, Any], name: str | None = None) -> dict:
