@@ -10,7 +10,7 @@ need_packages=()
 command -v snmptrapd >/dev/null 2>&1 || need_packages+=(snmptrapd)
 command -v snmptranslate >/dev/null 2>&1 || need_packages+=(snmp)
 command -v smilint >/dev/null 2>&1 || need_packages+=(smitools)
-command -v mosquitto_passwd >/dev/null 2>&1 || need_packages+=(mosquitto-clients)
+command -v mosquitto_passwd >/dev/null 2>&1 || need_packages+=(mosquitto)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_packages[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

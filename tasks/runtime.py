@@ -10,7 +10,7 @@ import os
 import threading
 from functools import cached_property
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from app.config import Settings
 from app.db import Database
@@ -61,3 +61,12 @@ def _reset_after_fork(**_kwargs) -> None:
     global _runtime
     with _lock:
         _runtime = None
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _close_connections(**_kwargs) -> None:
+    # Say goodbye to MQTT brokers instead of letting them time the connections out.
+    from app.channels.mqtt import close_pool
+
+    close_pool()

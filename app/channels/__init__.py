@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from app.channels.base import Notification, SendContext, SendResult, Sender
 from app.channels.errors import DeliveryError, PermanentError, TransientError
+from app.channels.mqtt import MqttSender
 from app.channels.pagerduty import PagerDutySender
 from app.channels.slack import SlackSender
 from app.channels.teams import TeamsSender
@@ -17,6 +18,7 @@ SENDERS: dict[str, Sender] = {
     "slack": SlackSender(),
     "pagerduty": PagerDutySender(),
     "teams": TeamsSender(),
+    "mqtt": MqttSender(),
 }
 
 # Other spellings accepted on input; responses always use the canonical name.

@@ -24,9 +24,12 @@ from app.config import DeliverySettings
 
 
 class ChannelConfig(BaseModel):
-    """Base of every channel config model: unknown keys are an error, not silently kept."""
+    """Base of every channel config model: unknown keys are an error, not silently kept.
 
-    model_config = ConfigDict(extra="forbid")
+    A validation message never quotes the input: it may be a secret.
+    """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 @dataclass(frozen=True)
