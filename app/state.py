@@ -31,8 +31,10 @@ class PulseState:
         from celery import Celery
 
         client = Celery("pulse-web", set_as_current=False)
-        client.config_from_object("celeryconfig")
-        client.conf.broker_url = self.settings.broker_url
+        client.config_from_object("celeryconfig", force=True)
+        # Celery lets the CELERY_BROKER_URL variable win over broker_url; the write URL is
+        # what a sender uses, so this app's own settings decide where its messages go.
+        client.conf.broker_write_url = self.settings.broker_url
         return client
 
     @cached_property

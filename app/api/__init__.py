@@ -8,15 +8,13 @@ from app.auth import ROLES, InvalidToken, decode_token, principal_from_claims
 from app.problems import Problem
 from app.state import pulse
 
-api = Blueprint("api", __name__, url_prefix="/api/v2")
-
 # Endpoints reachable without a token.
 PUBLIC_ENDPOINTS = {"api.auth.token", "api.openapi.spec", "api.ws.feed"}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-@api.before_request
 def _authenticate():
+    """Size limit first, then the bearer token and the role, for every non-public route."""
     limit = request.max_content_length
     if request.content_length is not None and limit is not None and request.content_length > limit:
         # Answered from Content-Length alone: the body is never read.
@@ -41,8 +39,11 @@ def _authenticate():
 
 
 def init_app(app: Flask) -> None:
+    """Register /api/v2 (a blueprint made per app, so tests can build several apps)."""
     from app.api import alerts, auth, channels, deliveries, devices, openapi, rules
 
+    api = Blueprint("api", __name__, url_prefix="/api/v2")
+    api.before_request(_authenticate)
     for module in (auth, devices, alerts, channels, rules, deliveries, openapi):
         api.register_blueprint(module.bp)
     app.register_blueprint(api)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from app.channels.base import Notification, SendContext, SendResult, Sender
 from app.channels.errors import DeliveryError, PermanentError, TransientError
+from app.channels.email import EmailSender
 from app.channels.mqtt import MqttSender
 from app.channels.pagerduty import PagerDutySender
 from app.channels.slack import SlackSender
@@ -18,6 +19,7 @@ SENDERS: dict[str, Sender] = {
     "slack": SlackSender(),
     "pagerduty": PagerDutySender(),
     "teams": TeamsSender(),
+    "email": EmailSender(),
     "mqtt": MqttSender(),
 }
 
