@@ -207,10 +207,17 @@ def webhook_url_field(value: str) -> str:
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
-    """The spellings of a secret URL a receiver's answer might quote: the whole URL and its path."""
+    """The spellings of a secret URL a receiver's answer might quote.
+
+    The whole URL, its path and query, and each long path segment on its own: the token of a
+    Slack or Teams hook is one segment, and an answer may quote just the tail of the path.
+    """
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    return tuple(spelling for spelling in (url, path, path.lstrip("/")) if len(spelling) > 1)
+    segments = [segment for segment in parts.path.split("/") if len(segment) >= 8]
+    spellings = (url, path, path.lstrip("/"), parts.query, *segments)
+    # Longest first, so a whole URL is blanked before its pieces are.
+    return tuple(sorted({s for s in spellings if len(s) > 1}, key=len, reverse=True))
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
