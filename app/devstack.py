@@ -56,6 +56,9 @@ def main() -> int:
     env = dict(os.environ)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    # A laptop stack delivers to receivers on the same machine unless told otherwise;
+    # production keeps the default (0) and refuses private destinations.
+    env.setdefault("ALLOW_PRIVATE_DESTINATIONS", "1")
     redis = None
     if not env.get("REDIS_URL") and not env.get("CELERY_BROKER_URL"):
         redis = start_embedded_redis()
@@ -70,6 +73,7 @@ def main() -> int:
             f"  Flower:  http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}/\n"
             f"  Admin token (24 h):\n\n{token}\n\n"
             f"  Try: curl -H 'Authorization: Bearer <token>' http://{host}:{port}/api/v2/deliveries\n"
+            f"  Private destinations allowed: {env['ALLOW_PRIVATE_DESTINATIONS']} (ALLOW_PRIVATE_DESTINATIONS)\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
