@@ -18,7 +18,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import Alert, Device, NotificationChannel, NotificationJob, RoutingRule, utcnow
+from app.models import (
+    Alert,
+    Device,
+    NotificationChannel,
+    NotificationJob,
+    RoutingRule,
+    utcnow,
+)
 from app.payload import notification_payload
 from app.routing import AlertFacts, effective_tags, match_rules
 from app.severity import queue_for
@@ -28,6 +35,15 @@ class Conflict(Exception):
     """A state change that the alert's current state does not allow."""
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A job this event created: what the dispatcher needs to send its message."""
+
+    job_id: int
+    queue: str
+    status: str
+
+
 @dataclass
 class AlertOutcome:
     """The result of one lifecycle call: the alert, whether anything changed, the new jobs."""
@@ -35,10 +51,10 @@ class AlertOutcome:
     alert: Alert
     event: str | None
     created: bool = False
-    jobs: list[NotificationJob] = field(default_factory=list)
+    jobs: list[NewJob] = field(default_factory=list)
 
     @property
-    def jobs_to_send(self) -> list[NotificationJob]:
+    def jobs_to_send(self) -> list[NewJob]:
         return [job for job in self.jobs if job.status == "PENDING"]
 
 
@@ -185,20 +201,17 @@ def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: st
 
 def create_jobs(
     session: Session, alert: Alert, event_type: str, device: Device | None, now: datetime
-) -> list[NotificationJob]:
+) -> list[NewJob]:
     """Insert one job per matched channel for this event (a repeat inserts nothing)."""
-    rules = session.scalars(
-        select(RoutingRule).where(RoutingRule.tenant_id == alert.tenant_id, RoutingRule.is_enabled.is_(True))
+    rows = session.execute(
+        select(RoutingRule, NotificationChannel.is_enabled)
+        .join(NotificationChannel, NotificationChannel.channel_id == RoutingRule.channel_id)
+        .where(RoutingRule.tenant_id == alert.tenant_id, RoutingRule.is_enabled.is_(True))
     ).all()
-    if not rules:
+    if not rows:
         return []
-    enabled = set(
-        session.scalars(
-            select(NotificationChannel.channel_id).where(
-                NotificationChannel.tenant_id == alert.tenant_id, NotificationChannel.is_enabled.is_(True)
-            )
-        ).all()
-    )
+    rules = [rule for rule, _ in rows]
+    enabled = {rule.channel_id for rule, channel_enabled in rows if channel_enabled}
     if device is None:
         device = session.get(Device, (alert.tenant_id, alert.device_id))
     facts = AlertFacts(
@@ -209,7 +222,10 @@ def create_jobs(
         tags=effective_tags(device.tags if device else None, alert.details),
     )
     insert = _insert(session)
-    job_ids: list[int] = []
+    queue = queue_for(alert.severity)
+    # The stored payload leaves job_id out: it is added at send time, when it is known.
+    payload = notification_payload(alert, event_type, None)
+    created: list[NewJob] = []
     for rule in match_rules(rules, facts, event_type, enabled):
         status = "THROTTLED" if _throttled(session, alert, rule, event_type, now) else "PENDING"
         stmt = (
@@ -221,12 +237,12 @@ def create_jobs(
                 rule_id=rule.rule_id,
                 event_type=event_type,
                 status=status,
-                queue=queue_for(alert.severity),
+                queue=queue,
                 attempts=0,
                 attempts_at_replay=0,
                 next_attempt_at=now,
                 last_error="throttled" if status == "THROTTLED" else None,
-                payload=notification_payload(alert, event_type, None),
+                payload=payload,
                 created_at=now,
                 updated_at=now,
             )
@@ -235,12 +251,5 @@ def create_jobs(
         )
         job_id = session.execute(stmt).scalar()
         if job_id is not None:
-            job_ids.append(job_id)
-    if not job_ids:
-        return []
-    jobs = session.scalars(select(NotificationJob).where(NotificationJob.job_id.in_(job_ids))).all()
-    for job in jobs:
-        # The payload names its own job: the id a receiver deduplicates on.
-        job.payload = {**job.payload, "job_id": job.job_id}
-    session.flush()
-    return sorted(jobs, key=lambda j: j.job_id)
+            created.append(NewJob(job_id, queue, status))
+    return created

@@ -19,7 +19,14 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from app.channels import DeliveryError, Notification, PermanentError, SendContext, TransientError, get_sender
+from app.channels import (
+    DeliveryError,
+    Notification,
+    PermanentError,
+    SendContext,
+    TransientError,
+    get_sender,
+)
 from app.config import DeliverySettings
 from app.db import Database
 from app.models import DeliveryLog, NotificationChannel, NotificationJob, utcnow
@@ -92,11 +99,10 @@ def claim(session: Session, job_id: int, settings: DeliverySettings, now: dateti
             next_attempt_at=now + claim_lease(settings),
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
+        .returning(NotificationJob)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
-    if result.rowcount != 1:
-        return None
-    return session.get(NotificationJob, job_id, populate_existing=True)
+    return result.scalars().first()
 
 
 def attempt_delivery(db: Database, box: SecretBox, job_id: int, settings: DeliverySettings) -> AttemptOutcome | None:
@@ -113,7 +119,7 @@ def attempt_delivery(db: Database, box: SecretBox, job_id: int, settings: Delive
         attempt = job.attempts
         budget_used = job.attempts - job.attempts_at_replay
         channel = session.get(NotificationChannel, job.channel_id)
-        payload = dict(job.payload)
+        payload = {**job.payload, "job_id": job.job_id}
         config_or_error: Any
         if channel is None:
             config_or_error = PermanentError("the channel no longer exists")
@@ -177,16 +183,29 @@ def _log(session: Session, job: NotificationJob, attempt: int, success: bool, st
 
 def record_success(db: Database, outcome: AttemptOutcome) -> None:
     """The attempt delivered: log it and mark the job DELIVERED."""
+    now = utcnow()
     with db.session() as session:
-        job = session.get(NotificationJob, outcome.job_id, with_for_update=True)
-        if job is None:
+        tenant_id = session.execute(
+            update(NotificationJob)
+            .where(NotificationJob.job_id == outcome.job_id)
+            .values(status="DELIVERED", delivered_at=now, last_error=None, updated_at=now)
+            .returning(NotificationJob.tenant_id)
+            .execution_options(synchronize_session=False)
+        ).scalar()
+        if tenant_id is None:
             return
-        now = utcnow()
-        _log(session, job, outcome.attempt, True, outcome.status_code, None, outcome.duration_ms)
-        job.status = "DELIVERED"
-        job.delivered_at = now
-        job.last_error = None
-        job.updated_at = now
+        session.add(
+            DeliveryLog(
+                tenant_id=tenant_id,
+                job_id=outcome.job_id,
+                attempt=outcome.attempt,
+                success=True,
+                status_code=outcome.status_code,
+                error=None,
+                duration_ms=outcome.duration_ms,
+                created_at=now,
+            )
+        )
 
 
 def record_retry(db: Database, exc: DeliveryError, next_attempt_at: datetime) -> None:

@@ -101,7 +101,7 @@ def job_view(job: NotificationJob) -> dict[str, Any]:
         "attempts": job.attempts,
         "next_attempt_at": iso(job.next_attempt_at) if job.status in ("PENDING", "RETRYING", "SENDING") else None,
         "last_error": job.last_error,
-        "payload": job.payload,
+        "payload": {**job.payload, "job_id": job.job_id},
         "created_at": iso(job.created_at),
         "delivered_at": iso(job.delivered_at),
     }
