@@ -15,7 +15,14 @@ from datetime import timedelta
 from celery import Task
 
 from app.channels import DeliveryError, TransientError
-from app.delivery import AttemptOutcome, attempt_delivery, record_failure, record_retry, record_success, retry_delay
+from app.delivery import (
+    AttemptOutcome,
+    attempt_delivery,
+    record_failure,
+    record_retry,
+    record_success,
+    retry_delay,
+)
 from app.models import utcnow
 from tasks import celery
 from tasks.runtime import runtime

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from app.delivery import find_lost
 from app.dispatch import send_jobs
 from app.maintenance import purge_old_records, sweep_grace
-from app.delivery import find_lost
 from app.models import utcnow
 from tasks import celery
 from tasks.runtime import runtime

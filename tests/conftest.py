@@ -11,13 +11,12 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import redis as redis_client
 import sqlalchemy
 
-from tests.support import ROOT, Tenant, free_port, make_tenant
+from tests.support import ROOT, Tenant, make_tenant
 
 PG_ADMIN_URL = os.environ.get("PULSE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("PULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")

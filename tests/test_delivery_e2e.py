@@ -7,7 +7,13 @@ import hmac
 
 from standardwebhooks import Webhook
 
-from tests.support import create_channel, create_rule, deliveries, post_alert, settled, wait_for
+from tests.support import (
+    create_channel,
+    create_rule,
+    post_alert,
+    settled,
+    wait_for,
+)
 
 
 def test_matching_alert_is_delivered_once_with_signed_payload(client, tenant, worker, receiver):

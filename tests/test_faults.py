@@ -14,7 +14,16 @@ import redis as redis_client
 
 from app import create_app
 from app.config import Settings
-from tests.support import BeatProcess, WorkerProcess, create_channel, create_rule, make_tenant, post_alert, settled, wait_for
+from tests.support import (
+    BeatProcess,
+    WorkerProcess,
+    create_channel,
+    create_rule,
+    make_tenant,
+    post_alert,
+    settled,
+    wait_for,
+)
 
 BROKER = "redis://127.0.0.1:6379/12"
 ENV = {"CELERY_BROKER_URL": BROKER}

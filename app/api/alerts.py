@@ -10,7 +10,14 @@ from flask import Blueprint, request
 from sqlalchemy import select
 
 from app import alerts as lifecycle
-from app.api.common import paginate, parse_body, path_id, query_int, tenant_id, tenant_session
+from app.api.common import (
+    paginate,
+    parse_body,
+    path_id,
+    query_int,
+    tenant_id,
+    tenant_session,
+)
 from app.api.views import alert_view
 from app.dispatch import send_jobs
 from app.models import Alert

@@ -13,12 +13,25 @@ from sqlalchemy import select
 from app.api.common import paginate, parse_body, path_id, tenant_id, tenant_session
 from app.api.views import channel_view
 from app.blocking import run_blocking
-from app.channels import SENDERS, DeliveryError, Notification, SendContext, TransientError, canonical_type
+from app.channels import (
+    SENDERS,
+    DeliveryError,
+    Notification,
+    SendContext,
+    TransientError,
+    canonical_type,
+)
 from app.channels.http import literal_ip_refusal
 from app.models import NotificationChannel, utcnow
 from app.problems import Problem, field_problem, validation_problem
 from app.schemas import ChannelCreate, ChannelUpdate
-from app.secrets import channel_config, deep_merge, merge_secrets, restore_masked, split_secrets
+from app.secrets import (
+    channel_config,
+    deep_merge,
+    merge_secrets,
+    restore_masked,
+    split_secrets,
+)
 from app.severity import severity_label
 from app.state import pulse
 

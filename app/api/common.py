@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from contextlib import contextmanager
 from typing import Any, Iterator, TypeVar
 
-from contextlib import contextmanager
 from flask import g, request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Select

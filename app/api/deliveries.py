@@ -11,7 +11,14 @@ from datetime import timezone
 from flask import Blueprint, request
 from sqlalchemy import select
 
-from app.api.common import paginate, parse_body, path_id, query_int, tenant_id, tenant_session
+from app.api.common import (
+    paginate,
+    parse_body,
+    path_id,
+    query_int,
+    tenant_id,
+    tenant_session,
+)
 from app.api.views import job_view, log_view
 from app.delivery import replay
 from app.dispatch import send_jobs

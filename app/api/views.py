@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from app.channels import get_sender
-from app.models import Alert, DeliveryLog, Device, NotificationChannel, NotificationJob, RoutingRule
+from app.models import (
+    Alert,
+    DeliveryLog,
+    Device,
+    NotificationChannel,
+    NotificationJob,
+    RoutingRule,
+)
 from app.payload import iso
 from app.secrets import SecretBox, masked
 from app.severity import severity_label

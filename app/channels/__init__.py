@@ -5,9 +5,9 @@ Adding a channel type is one module beside this one, one line in `SENDERS`, one 
 
 from __future__ import annotations
 
-from app.channels.base import Notification, SendContext, SendResult, Sender
-from app.channels.errors import DeliveryError, PermanentError, TransientError
+from app.channels.base import Notification, SendContext, Sender, SendResult
 from app.channels.email import EmailSender
+from app.channels.errors import DeliveryError, PermanentError, TransientError
 from app.channels.mqtt import MqttSender
 from app.channels.pagerduty import PagerDutySender
 from app.channels.slack import SlackSender

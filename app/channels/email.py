@@ -29,7 +29,13 @@ from jinja2.nodes import EvalContext
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from app.channels.base import ChannelConfig, Notification, SendContext, Sender, SendResult
+from app.channels.base import (
+    ChannelConfig,
+    Notification,
+    SendContext,
+    Sender,
+    SendResult,
+)
 from app.channels.errors import DeliveryError, PermanentError, TransientError
 from app.channels.http import excerpt
 

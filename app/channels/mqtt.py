@@ -46,7 +46,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from app.channels.base import ChannelConfig, Notification, SendContext, SendResult, Sender
+from app.channels.base import (
+    ChannelConfig,
+    Notification,
+    SendContext,
+    Sender,
+    SendResult,
+)
 from app.channels.errors import PermanentError, TransientError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,13 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator
 from standardwebhooks import Webhook
 
-from app.channels.base import ChannelConfig, Notification, SendContext, SendResult, Sender
+from app.channels.base import (
+    ChannelConfig,
+    Notification,
+    SendContext,
+    Sender,
+    SendResult,
+)
 from app.channels.http import send_http
 
 # Headers Pulse sets itself; a channel's extra headers may not override them.
