@@ -196,3 +196,28 @@ def test_every_http_sender_refuses_loopback_unless_private_destinations_are_allo
 
     assert "loopback" in str(caught.value)
     assert receiver.log == []
+
+
+@pytest.fixture(scope="module")
+def untrusted_tls_url(tmp_path_factory):
+    """An HTTPS server whose self-signed certificate no configured CA vouches for."""
+    import http.server
+    import threading
+
+    from tests.tls import make_self_signed_certificate
+
+    certificate = make_self_signed_certificate(tmp_path_factory.mktemp("untrusted"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server.socket = certificate.server_context().wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}{PATH}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda target: target.name)
+def test_every_http_sender_treats_an_untrusted_certificate_as_permanent(untrusted_tls_url, target):
+    with pytest.raises(PermanentError, match="TLS certificate of .* cannot be verified") as failure:
+        target.send(untrusted_tls_url)
+    for secret in target.secrets:
+        assert secret not in str(failure.value)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import smtplib
-import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -38,6 +37,7 @@ from app.channels.base import (
 )
 from app.channels.errors import DeliveryError, PermanentError, TransientError
 from app.channels.http import excerpt
+from app.channels.network import connection_error
 
 PAYLOAD_FIELDS = frozenset(
     {
@@ -590,23 +590,15 @@ def _classify(exc: Exception, where: str, password: str | None, timeout: float) 
         return PermanentError(_scrub(f"{where} does not support what Pulse needs: {exc}", password))
     if isinstance(exc, smtplib.SMTPException):
         return PermanentError(_scrub(f"{where}: {exc}", password))
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return PermanentError(
-            f"the TLS certificate of {where} cannot be verified ({exc.verify_message}); "
-            "set smtp.ca_file to the CA that issued it, or smtp.verify_tls to false"
-        )
     if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
         return TransientError(f"{where} closed the connection during the TLS handshake")
-    if isinstance(exc, ssl.SSLError):
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLCertVerificationError):
+        # TLS spoken to a plain port (or the reverse) fails the same way every time.
         return PermanentError(
             f"TLS with {where} failed ({exc.reason or exc.strerror}); check that smtp.security matches the port"
         )
-    if isinstance(exc, TimeoutError):
-        return TransientError(f"{where} did not answer within {timeout:g} s")
-    if isinstance(exc, socket.gaierror):
-        return TransientError(f"cannot resolve {where}: {exc.strerror}")
-    if isinstance(exc, ConnectionRefusedError):
-        return TransientError(f"{where} refused the connection")
     if isinstance(exc, OSError):
-        return TransientError(f"{where} unreachable: {exc.strerror or type(exc).__name__}")
+        return connection_error(
+            exc, where, timeout, trust_hint="set smtp.ca_file to the CA that issued it, or smtp.verify_tls to false"
+        )
     return None

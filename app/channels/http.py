@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from datetime import timezone
@@ -33,6 +34,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from app.channels.base import SendContext, SendResult
 from app.channels.errors import DeliveryError, PermanentError, TransientError
+from app.channels.network import connection_error
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
@@ -284,6 +286,9 @@ def _send(method, url, body, headers, context: SendContext, service: str, succes
     except requests.Timeout:
         raise TransientError(f"{service} at {where} timed out after {context.timeout:g} s") from None
     except requests.ConnectionError as exc:
+        cause = _root_os_error(exc)
+        if isinstance(cause, ssl.SSLError):
+            raise connection_error(cause, f"{service} at {where}", context.timeout) from None
         raise TransientError(f"{service} at {where} unreachable: {_root_cause(exc)}") from None
     except requests.RequestException as exc:
         raise PermanentError(f"{service} request to {where} failed: {type(exc).__name__}") from None
@@ -292,6 +297,21 @@ def _send(method, url, body, headers, context: SendContext, service: str, succes
     if success_check is not None:
         success_check(response)
     return SendResult(status_code=response.status_code, detail=excerpt(text, 120) or None)
+
+
+def _root_os_error(exc: BaseException | None) -> OSError | None:
+    # requests wraps urllib3's MaxRetryError, whose `reason` (or first argument) holds the
+    # socket or TLS error; older layers chain through __cause__ / __context__.
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException):
+            return exc
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException) and exc.args and isinstance(exc.args[0], BaseException):
+            inner = exc.args[0]
+        exc = inner if isinstance(inner, BaseException) else (exc.__cause__ or exc.__context__)
+    return None
 
 
 def _root_cause(exc: BaseException) -> str:

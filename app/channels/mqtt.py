@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import secrets
-import socket
 import ssl
 import string
 import threading
@@ -53,7 +52,8 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
-from app.channels.errors import PermanentError, TransientError
+from app.channels.errors import DeliveryError, PermanentError, TransientError
+from app.channels.network import connection_error
 
 log = logging.getLogger(__name__)
 
@@ -278,24 +278,13 @@ class _Connection:
                 self.client = None
 
 
-def _connect_failure(exc: OSError, where: str, config: MqttConfig, timeout: float) -> TransientError:
+def _connect_failure(exc: OSError, where: str, config: MqttConfig, timeout: float) -> DeliveryError:
     """The error for a connection that failed before the broker could answer."""
     # A plain listener resets a TLS handshake; the hint saves a look at the broker's log.
     hint = "; is the port a TLS listener?" if config.tls else ""
-    # An untrusted certificate is transient, as for the HTTP channels: it is usually the
-    # broker's to fix (an expired or renewed certificate), and the retries end in the
-    # dead-letter state with this message if it is not fixed.
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return TransientError(f"MQTT broker {where}: TLS certificate not trusted: {exc.verify_message}")
-    if isinstance(exc, ssl.SSLError):
-        return TransientError(f"MQTT broker {where}: TLS handshake failed: {exc.reason or type(exc).__name__}{hint}")
-    if isinstance(exc, socket.gaierror):
-        return TransientError(f"MQTT broker {where}: cannot resolve {config.host}: {exc.strerror}")
-    if isinstance(exc, TimeoutError):
-        return TransientError(f"MQTT broker {where} did not answer within {timeout:g} s{hint}")
-    if isinstance(exc, ConnectionRefusedError):
-        return TransientError(f"MQTT broker {where} unreachable: connection refused")
-    return TransientError(f"connection to MQTT broker {where} failed: {exc.strerror or type(exc).__name__}{hint}")
+    return connection_error(
+        exc, f"MQTT broker {where}", timeout, trust_hint="set ca_file to the CA that issued it", hint=hint
+    )
 
 
 def _connect(config: MqttConfig, key: BrokerKey, deadline: float, client_id: str) -> mqtt.Client:
