@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, json, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -62,6 +62,12 @@ def problem_response(problem: Problem) -> Response:
 
 def init_app(app: Flask) -> None:
     """Answer every error, expected or not, as problem+json; never a stack trace."""
+
+    @app.before_request
+    def _refuse_nul_characters():
+        # No identifier or filter contains NUL, and PostgreSQL cannot even compare one.
+        if "\x00" in request.path or any("\x00" in value for value in request.args.values()):
+            raise Problem(400, "NUL characters are not allowed in the path or query")
 
     @app.errorhandler(Problem)
     def _problem(problem: Problem):

@@ -126,3 +126,28 @@ def test_a_channel_config_patch_that_is_invalid_changes_nothing(client, tenant):
     channel = create_channel(client, tenant, "webhook", {"url": "http://127.0.0.1:9/hook"})
     assert_problem(client.patch(f"/api/v2/channels/{channel['channel_id']}", json={"config": {"method": "GET"}}, headers=tenant.admin), 422)
     assert client.get(f"/api/v2/channels/{channel['channel_id']}", headers=tenant.admin).get_json()["config"]["method"] == "POST"
+
+
+HOSTILE = [
+    ("NUL in an identifier", "post", "/api/v2/alerts", '{"device_id": "d\\u0000", "alert_type": "t", "severity": 1, "message": "m"}', 422),
+    ("NUL in free text", "post", "/api/v2/alerts", '{"device_id": "d", "alert_type": "t", "severity": 1, "message": "m\\u0000"}', 422),
+    ("NUL deep in details", "post", "/api/v2/alerts", '{"device_id": "d", "alert_type": "t", "severity": 1, "message": "m", "details": {"a": ["\\u0000"]}}', 422),
+    ("NUL in a login", "post", "/api/v2/auth/token", '{"email": "a\\u0000b", "password": "x"}', 422),
+    ("NUL in a channel URL", "post", "/api/v2/channels", '{"name": "n", "channel_type": "webhook", "config": {"url": "http://127.0.0.1:9/\\u0000"}}', 422),
+    ("a lone surrogate", "post", "/api/v2/alerts", '{"device_id": "d", "alert_type": "t", "severity": 1, "message": "m", "fingerprint": "\\ud800"}', 422),
+    ("NaN, which is not JSON", "post", "/api/v2/alerts", '{"device_id": "d", "alert_type": "t", "severity": 1, "message": "m", "details": {"n": NaN}}', 400),
+    ("Infinity, which is not JSON", "post", "/api/v2/alerts", '{"device_id": "d", "alert_type": "t", "severity": 1, "message": "m", "details": {"n": Infinity}}', 400),
+    ("arrays nested 100,000 deep", "post", "/api/v2/alerts", "[" * 100_000 + "]" * 100_000, 400),
+    ("objects nested 50,000 deep", "post", "/api/v2/alerts", '{"a":' * 50_000 + "1" + "}" * 50_000, 400),
+    ("details nested 40 deep", "post", "/api/v2/alerts", '{"device_id": "d", "alert_type": "t", "severity": 1, "message": "m", "details": ' + '{"a":' * 40 + "1" + "}" * 40 + "}", 422),
+    ("NUL in a query", "get", "/api/v2/alerts?device_id=%00", None, 400),
+    ("NUL in a path", "get", "/api/v2/devices/ab%00c", None, 400),
+]
+
+
+@pytest.mark.parametrize("case, method, path, body, status", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_input_is_refused_without_a_500(client, db, tenant, case, method, path, body, status):
+    before = counts(db, tenant.tenant_id)
+    response = getattr(client, method)(path, data=body, headers={**tenant.admin, "Content-Type": "application/json"})
+    assert_problem(response, status)
+    assert counts(db, tenant.tenant_id) == before

@@ -37,15 +37,44 @@ def tenant_session() -> Iterator[Session]:
         yield session
 
 
+MAX_DEPTH = 32
+
+
+def _not_json_constant(name: str):
+    # NaN and Infinity are Python's extensions, not JSON (RFC 8259); PostgreSQL refuses them.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _check_values(value: Any, path: str = "", depth: int = 0) -> None:
+    """Refuse what no column can store: NUL characters, lone surrogates, absurd nesting."""
+    if depth > MAX_DEPTH:
+        raise Problem(422, f"the body is nested deeper than {MAX_DEPTH} levels", errors=[{"field": path, "message": "too deep"}])
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise Problem(422, f"invalid request: {path or 'body'}: NUL characters are not allowed", errors=[{"field": path, "message": "contains NUL"}])
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Problem(422, f"invalid request: {path or 'body'}: not valid Unicode", errors=[{"field": path, "message": "invalid Unicode"}]) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_values(key, path, depth + 1)
+            _check_values(item, f"{path}.{key}" if path else str(key), depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_values(item, f"{path}.{index}" if path else str(index), depth + 1)
+
+
 def parse_body(model: type[Model]) -> Model:
     """The request's JSON body validated by `model`: 400 if not JSON, 422 if not valid."""
     raw = request.get_data(cache=True)
     try:
-        data = json.loads(raw or b"null")
-    except ValueError:
+        data = json.loads(raw or b"null", parse_constant=_not_json_constant)
+    except (ValueError, RecursionError):
         raise Problem(400, "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise Problem(422, "the request body must be a JSON object", errors=[{"field": "", "message": "expected an object"}])
+    _check_values(data)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
