@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from pydantic import (
@@ -28,6 +28,20 @@ def _severity(value: Any) -> int:
 
 
 Severity = Annotated[int, BeforeValidator(_severity)]
+
+
+def _utc(value: datetime) -> datetime:
+    # A time without an offset is UTC; one with an offset PostgreSQL cannot store (beyond
+    # +-15:59) or that leaves the calendar once moved to UTC is refused here, not by the database.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 TagValue = StrictStr | StrictInt | float | StrictBool
 
 
@@ -116,10 +130,10 @@ class RuleUpdate(Body):
 
 class BulkReplay(Body):
     channel_id: StrictInt | None = None
-    since: datetime | None = None
+    since: UtcDatetime | None = None
     dry_run: StrictBool = False
 
 
 class TelemetryIn(Body):
-    timestamp: datetime | None = None
+    timestamp: UtcDatetime | None = None
     metrics: dict[Annotated[str, Field(min_length=1, max_length=128)], StrictInt | float]

@@ -11,6 +11,9 @@ command -v snmptrapd >/dev/null 2>&1 || need_packages+=(snmptrapd)
 command -v snmptranslate >/dev/null 2>&1 || need_packages+=(snmp)
 command -v smilint >/dev/null 2>&1 || need_packages+=(smitools)
 command -v mosquitto_passwd >/dev/null 2>&1 || need_packages+=(mosquitto)
+# The IETF base MIB modules (SNMPv2-SMI, ...) that the MIB check needs: Debian's snmp packages
+# leave them out for licence reasons, and in Debian main they come with erlang-snmp.
+ls /usr/lib/erlang/lib/snmp-*/mibs/SNMPv2-SMI.mib >/dev/null 2>&1 || need_packages+=(erlang-snmp)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_packages[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -6,8 +6,6 @@ through the same path as a new one, with a fresh allowance of attempts.
 
 from __future__ import annotations
 
-from datetime import timezone
-
 from flask import Blueprint, request
 from sqlalchemy import select
 
@@ -88,8 +86,7 @@ def replay_many():
         if body.channel_id is not None:
             stmt = stmt.where(NotificationJob.channel_id == body.channel_id)
         if body.since is not None:
-            since = body.since if body.since.tzinfo else body.since.replace(tzinfo=timezone.utc)
-            stmt = stmt.where(NotificationJob.created_at >= since)
+            stmt = stmt.where(NotificationJob.created_at >= body.since)
         jobs = session.scalars(stmt.order_by(NotificationJob.job_id).with_for_update()).all()
         if body.dry_run:
             return {"would_replay": len(jobs)}, 200

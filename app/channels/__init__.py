@@ -11,6 +11,7 @@ from app.channels.errors import DeliveryError, PermanentError, TransientError
 from app.channels.mqtt import MqttSender
 from app.channels.pagerduty import PagerDutySender
 from app.channels.slack import SlackSender
+from app.channels.snmp import SnmpSender
 from app.channels.teams import TeamsSender
 from app.channels.webhook import WebhookSender
 
@@ -20,6 +21,7 @@ SENDERS: dict[str, Sender] = {
     "pagerduty": PagerDutySender(),
     "teams": TeamsSender(),
     "email": EmailSender(),
+    "snmp": SnmpSender(),
     "mqtt": MqttSender(),
 }
 
