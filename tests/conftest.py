@@ -133,3 +133,22 @@ def receiver():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def http_peer_server():
+    """A real, threaded HTTP server (pytest-httpserver) on a free port, shared by a module."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def http_peer(http_peer_server):
+    """The module's HTTP peer with no expectations and an empty request log."""
+    http_peer_server.clear()
+    return http_peer_server

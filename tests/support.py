@@ -17,6 +17,28 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def sample_notification(event_type: str = "OPEN", message_id: str = "901", **changes: Any):
+    """A notification as the worker hands it to a sender (a test send has no job id)."""
+    from app.channels.base import Notification
+
+    payload = {
+        "alert_id": 42,
+        "alert_type": "temperature_high",
+        "severity": 4,
+        "severity_label": "CRITICAL",
+        "device_id": "sensor-17",
+        "site_id": "plant-3",
+        "tenant_id": "acme",
+        "message": "Temperature 81.5 C above 75 C",
+        "details": {"temperature": 81.5, "threshold": 75},
+        "triggered_at": "2025-03-01T12:00:00+00:00",
+        "event_type": event_type,
+        "job_id": None if event_type == "TEST" else 901,
+    }
+    payload.update(changes)
+    return Notification(payload=payload, message_id=message_id)
 QUEUES = "pulse.critical,pulse.high,pulse.default"
 
 

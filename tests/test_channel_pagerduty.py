@@ -10,46 +10,20 @@ from app.channels.base import Notification, SendContext
 from app.channels.errors import PermanentError, TransientError
 from app.channels.pagerduty import PagerDutyConfig, PagerDutySender
 from app.config import DeliverySettings
+from tests.support import sample_notification
 
 ENQUEUE_PATH = "/v2/enqueue"
 INTEGRATION_KEY = "R0PULSEINTEGRATIONKEY0123456789a"
 PAGERDUTY_ACCEPTED = {"status": "success", "message": "Event processed", "dedup_key": "pulse-alert-42"}
 
 
-def notification(event_type: str = "OPEN", message_id: str = "901", **changes) -> Notification:
-    payload = {
-        "alert_id": 42,
-        "alert_type": "temperature_high",
-        "severity": 4,
-        "severity_label": "CRITICAL",
-        "device_id": "sensor-17",
-        "site_id": "plant-3",
-        "tenant_id": "acme",
-        "message": "Temperature 81.5 C above 75 C",
-        "details": {"temperature": 81.5, "threshold": 75},
-        "triggered_at": "2025-03-01T12:00:00+00:00",
-        "event_type": event_type,
-        "job_id": None if event_type == "TEST" else 901,
-    }
-    payload.update(changes)
-    return Notification(payload=payload, message_id=message_id)
-
-
-@pytest.fixture(scope="module")
-def pagerduty_server():
-    """A real HTTP server on a free port standing in for events.pagerduty.com."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
+notification = sample_notification
 
 
 @pytest.fixture
-def pagerduty(pagerduty_server):
+def pagerduty(http_peer):
     """The PagerDuty stand-in with no expectations and an empty request log."""
-    pagerduty_server.clear()
-    return pagerduty_server
+    return http_peer
 
 
 def send(server: HTTPServer, note: Notification | None = None, key: str = INTEGRATION_KEY):

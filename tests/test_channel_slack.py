@@ -10,46 +10,20 @@ from app.channels.base import Notification, SendContext
 from app.channels.errors import PermanentError, TransientError
 from app.channels.slack import SlackConfig, SlackSender
 from app.config import DeliverySettings
+from tests.support import sample_notification
 
 WEBHOOK_PATH = "/services/T0PULSE01/B0PULSE02/q9XsEcReTtOkEn1234567890"
 
 CONTEXT = SendContext(DeliverySettings(allow_private_destinations=True, timeout_seconds=3))
 
 
-def notification(event_type: str = "OPEN", **changes) -> Notification:
-    payload = {
-        "alert_id": 42,
-        "alert_type": "temperature_high",
-        "severity": 4,
-        "severity_label": "CRITICAL",
-        "device_id": "sensor-17",
-        "site_id": "plant-3",
-        "tenant_id": "acme",
-        "message": "Temperature 81.5 C above 75 C",
-        "details": {"temperature": 81.5, "threshold": 75},
-        "triggered_at": "2025-03-01T12:00:00+00:00",
-        "event_type": event_type,
-        "job_id": 901,
-    }
-    payload.update(changes)
-    return Notification(payload=payload, message_id="901")
-
-
-@pytest.fixture(scope="module")
-def slack_server():
-    """A real HTTP server on a free port standing in for hooks.slack.com."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
+notification = sample_notification
 
 
 @pytest.fixture
-def slack(slack_server):
+def slack(http_peer):
     """The Slack stand-in with no expectations and an empty request log."""
-    slack_server.clear()
-    return slack_server
+    return http_peer
 
 
 def config_for(server: HTTPServer) -> SlackConfig:

@@ -10,6 +10,7 @@ from app.channels.base import Notification, SendContext
 from app.channels.errors import PermanentError, TransientError
 from app.channels.teams import TeamsConfig, TeamsSender
 from app.config import DeliverySettings
+from tests.support import sample_notification
 
 WEBHOOK_PATH = "/workflows/a1b2c3d4e5f6/triggers/manual/paths/invoke"
 WEBHOOK_QUERY = "api-version=2016-06-01&sig=TeAmSsEcReTsIgNaTuRe0123456789"
@@ -26,40 +27,13 @@ FACTS = [
 ]
 
 
-def notification(event_type: str = "OPEN", **changes) -> Notification:
-    payload = {
-        "alert_id": 42,
-        "alert_type": "temperature_high",
-        "severity": 4,
-        "severity_label": "CRITICAL",
-        "device_id": "sensor-17",
-        "site_id": "plant-3",
-        "tenant_id": "acme",
-        "message": "Temperature 81.5 C above 75 C",
-        "details": {"temperature": 81.5, "threshold": 75},
-        "triggered_at": "2025-03-01T12:00:00+00:00",
-        "event_type": event_type,
-        "job_id": 901,
-    }
-    payload.update(changes)
-    return Notification(payload=payload, message_id="901")
-
-
-@pytest.fixture(scope="module")
-def teams_server():
-    """A real HTTP server on a free port standing in for a Teams webhook."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
+notification = sample_notification
 
 
 @pytest.fixture
-def teams(teams_server):
+def teams(http_peer):
     """The Teams stand-in with no expectations and an empty request log."""
-    teams_server.clear()
-    return teams_server
+    return http_peer
 
 
 def send(server: HTTPServer, note: Notification | None = None, card_format: str = "adaptive"):

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pytest
-from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from app.channels.base import Notification, SendContext, Sender
@@ -132,21 +131,10 @@ OUTCOMES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def receiver_server():
-    """A real, threaded HTTP server on a free port, so a hanging answer blocks nothing else."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
 @pytest.fixture
-def receiver(receiver_server):
+def receiver(http_peer):
     """The receiver with no expectations and an empty request log."""
-    receiver_server.clear()
-    return receiver_server
+    return http_peer
 
 
 @pytest.fixture(scope="module")
