@@ -11,21 +11,11 @@ import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from app.models import Base
+from app.models import TENANT_TABLES, Base
 from tests.conftest import PG_ADMIN_URL, _pg_url
 from tests.support import ROOT
 
-TABLES = {
-    "tenants",
-    "users",
-    "devices",
-    "alerts",
-    "notification_channels",
-    "notification_routing_rules",
-    "notification_jobs",
-    "delivery_log",
-    "telemetry",
-}
+TABLES = {"tenants", *TENANT_TABLES}
 
 
 def alembic(url: str, *args: str) -> subprocess.CompletedProcess:
