@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, request
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -58,8 +60,6 @@ def list_devices():
         if cursor is not None:
             if len(cursor) != 2 or not all(isinstance(part, str) for part in cursor):
                 raise Problem(422, "cursor is not one this API issued", errors=[{"field": "cursor", "message": "invalid"}])
-            from datetime import datetime
-
             try:
                 created = datetime.fromisoformat(cursor[0])
             except ValueError:
