@@ -17,12 +17,20 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.config import Settings
 
 ROLES = ("customer_admin", "customer_viewer")
-REQUIRED_CLAIMS = ["exp", "iat", "sub", "tenant_id", "role"]
+# Checked by PyJWT; `tenant_id` and `role` are checked after the signature (see MissingScope).
+REQUIRED_CLAIMS = ["exp", "iat", "sub"]
 LEEWAY_SECONDS = 30
 
 
 class InvalidToken(Exception):
     """The token is missing, malformed, forged, expired or lacks a required claim."""
+
+
+class MissingScope(InvalidToken):
+    """A genuine, current token that names no tenant or no role.
+
+    The REST API answers it like any invalid token (401); the live feed closes with 4003.
+    """
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,16 @@ def decode_token(settings: Settings, token: str) -> dict:
         raise InvalidToken("token expired") from None
     except jwt.PyJWTError as exc:
         raise InvalidToken(f"invalid token: {exc}") from None
-    for claim in ("sub", "tenant_id", "role"):
-        if not isinstance(claims.get(claim), str) or not claims[claim]:
-            raise InvalidToken(f"invalid token: claim {claim!r} must be a non-empty string")
+    if not _non_empty_string(claims.get("sub")):
+        raise InvalidToken("invalid token: claim 'sub' must be a non-empty string")
+    for claim in ("tenant_id", "role"):
+        if not _non_empty_string(claims.get(claim)):
+            raise MissingScope(f"invalid token: claim {claim!r} must be a non-empty string")
     return claims
+
+
+def _non_empty_string(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def principal_from_claims(claims: dict) -> Principal:

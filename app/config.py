@@ -99,6 +99,12 @@ class Settings:
     influxdb_org: str | None = None
     influxdb_bucket: str | None = None
     ws_poll_seconds: float = 5.0
+    # The live feed's connection upkeep: ping interval (a client that misses a pong by the
+    # next ping is dropped), messages held for a slow client before it is dropped, and how
+    # long one write may wait for a client that stopped reading.
+    ws_ping_seconds: float = 25.0
+    ws_outbox_messages: int = 256
+    ws_write_timeout_seconds: float = 10.0
     sweep_interval_seconds: int = 30
     retention_days: int = 30
 
@@ -135,6 +141,9 @@ class Settings:
             influxdb_org=os.environ.get("INFLUXDB_ORG") or None,
             influxdb_bucket=os.environ.get("INFLUXDB_BUCKET") or None,
             ws_poll_seconds=_float("WS_POLL_SECONDS", 5.0),
+            ws_ping_seconds=_float("PULSE_WS_PING_SECONDS", 25.0),
+            ws_outbox_messages=_int("PULSE_WS_OUTBOX_MESSAGES", 256),
+            ws_write_timeout_seconds=_float("PULSE_WS_WRITE_TIMEOUT_SECONDS", 10.0),
             sweep_interval_seconds=_int("SWEEP_INTERVAL_SECONDS", 30),
             retention_days=_int("PULSE_RETENTION_DAYS", 30),
         )

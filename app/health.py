@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from app.db import SYSTEM_SCOPE
+from app.live import LiveFeedCollector
 from app.models import NotificationJob
 from app.problems import Problem
 
@@ -53,6 +54,7 @@ def init_app(app: Flask) -> None:
     requests_total = Counter("pulse_http_requests", "HTTP requests answered", ["method", "endpoint", "status"], registry=registry)
     latency = Histogram("pulse_http_request_seconds", "HTTP request latency", ["endpoint"], registry=registry)
     registry.register(JobStatusCollector(app))
+    registry.register(LiveFeedCollector(app))
 
     @app.before_request
     def _start_timer():
@@ -62,7 +64,8 @@ def init_app(app: Flask) -> None:
     def _observe(response):
         endpoint = request.endpoint or "unmatched"
         requests_total.labels(request.method, endpoint, str(response.status_code)).inc()
-        if "started" in g:
+        # A WebSocket "request" lasts as long as its connection: not a latency to chart.
+        if "started" in g and endpoint != "api.ws.feed":
             latency.labels(endpoint).observe(time.perf_counter() - g.started)
         return response
 

@@ -40,10 +40,11 @@ def _authenticate():
 
 def init_app(app: Flask) -> None:
     """Register /api/v2 (a blueprint made per app, so tests can build several apps)."""
-    from app.api import alerts, auth, channels, deliveries, devices, openapi, rules
+    from app import ws
+    from app.api import alerts, auth, channels, deliveries, devices, openapi, rules, telemetry
 
     api = Blueprint("api", __name__, url_prefix="/api/v2")
     api.before_request(_authenticate)
-    for module in (auth, devices, alerts, channels, rules, deliveries, openapi):
+    for module in (auth, devices, telemetry, alerts, channels, rules, deliveries, openapi, ws):
         api.register_blueprint(module.bp)
     app.register_blueprint(api)
