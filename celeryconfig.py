@@ -37,8 +37,10 @@ accept_content = ["json"]
 timezone = "UTC"
 enable_utc = True
 worker_hijack_root_logger = False
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events cost three extra broker messages per delivery. They stay off unless someone
+# watches: Flower switches them on in the workers while it runs (its enable_events option).
+worker_send_task_events = False
+task_send_sent_event = False
 
 beat_schedule = {
     "sweep-lost-jobs": {"task": "pulse.sweep_lost_jobs", "schedule": float(_settings.sweep_interval_seconds)},

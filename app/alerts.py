@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -29,6 +28,10 @@ from app.models import (
 from app.payload import notification_payload
 from app.routing import AlertFacts, effective_tags, match_rules
 from app.severity import queue_for
+
+# The predicate of the partial unique index `uq_alerts_active_fingerprint`, as a literal so
+# PostgreSQL can match ON CONFLICT to that index.
+ACTIVE_FINGERPRINT = text("status IN ('OPEN', 'ACKNOWLEDGED')")
 
 
 class Conflict(Exception):
@@ -89,31 +92,31 @@ def open_alert(session: Session, tenant_id: str, data: dict[str, Any], now: date
     """Open an alert, or return the active one with the same fingerprint (no new jobs)."""
     now = now or utcnow()
     fingerprint = data.get("fingerprint") or derive_fingerprint(data["device_id"], data["alert_type"])
-    existing = _active_by_fingerprint(session, tenant_id, fingerprint)
-    if existing is not None:
-        return AlertOutcome(existing, event=None)
     device = ensure_device(session, tenant_id, data["device_id"])
-    alert = Alert(
-        tenant_id=tenant_id,
-        device_id=data["device_id"],
-        site_id=data.get("site_id") or device.site_id,
-        alert_type=data["alert_type"],
-        severity=data["severity"],
-        message=data["message"],
-        details=data.get("details") or {},
-        fingerprint=fingerprint,
-        status="OPEN",
-        triggered_at=now,
+    # One statement decides, even between concurrent requests: the partial unique index on
+    # active fingerprints lets exactly one insert through and turns the others into no-ops.
+    stmt = (
+        _insert(session)(Alert)
+        .values(
+            tenant_id=tenant_id,
+            device_id=data["device_id"],
+            site_id=data.get("site_id") or device.site_id,
+            alert_type=data["alert_type"],
+            severity=data["severity"],
+            message=data["message"],
+            details=data.get("details") or {},
+            fingerprint=fingerprint,
+            status="OPEN",
+            triggered_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "fingerprint"], index_where=ACTIVE_FINGERPRINT)
+        .returning(Alert)
     )
-    try:
-        with session.begin_nested():
-            session.add(alert)
-            session.flush()
-    except IntegrityError:
-        # A concurrent request opened the same fingerprint first: answer with that alert.
+    alert = session.scalars(stmt).first()
+    if alert is None:
         existing = _active_by_fingerprint(session, tenant_id, fingerprint)
-        if existing is None:
-            raise
+        if existing is None:  # closed between the two statements: rare enough to ask again
+            return open_alert(session, tenant_id, data, now)
         return AlertOutcome(existing, event=None)
     jobs = create_jobs(session, alert, "OPEN", device, now)
     return AlertOutcome(alert, event="OPEN", created=True, jobs=jobs)

@@ -13,22 +13,26 @@ log = logging.getLogger(__name__)
 
 
 class Enqueuer(Protocol):
-    """Sends the delivery message of one job to a queue."""
+    """Sends the delivery messages of jobs to their queues."""
 
-    def send(self, job_id: int, queue: str) -> None: ...
+    def send_many(self, jobs: list[tuple[int, str]]) -> int:
+        """Send `(job_id, queue)` messages in order; stop at the first broker failure."""
+        ...
 
 
 def send_jobs(enqueuer: Enqueuer, jobs: Iterable[tuple[int, str]]) -> int:
-    """Send `(job_id, queue)` messages; stop at the first broker failure. Returns how many went."""
-    sent = 0
-    for job_id, queue in jobs:
-        try:
-            enqueuer.send(job_id, queue)
-        except Exception as exc:  # the broker is down: the sweeper will send the rest
-            log.warning("broker unavailable, job %s and later ones wait for the sweeper: %s", job_id, type(exc).__name__)
-            break
-        sent += 1
-    return sent
+    """Send `(job_id, queue)` messages; a broker failure leaves the rest to the sweeper.
+
+    Returns how many were sent; never raises for a broker outage.
+    """
+    jobs = list(jobs)
+    if not jobs:
+        return 0
+    try:
+        return enqueuer.send_many(jobs)
+    except Exception as exc:  # the broker is down: the sweeper will send the rest
+        log.warning("broker unavailable, %d job(s) wait for the sweeper: %s", len(jobs), type(exc).__name__)
+        return 0
 
 
 class CeleryEnqueuer:
@@ -39,5 +43,11 @@ class CeleryEnqueuer:
     def __init__(self, celery_app):
         self.celery = celery_app
 
-    def send(self, job_id: int, queue: str) -> None:
-        self.celery.send_task(self.TASK, args=[job_id], queue=queue, retry=False)
+    def send_many(self, jobs: list[tuple[int, str]]) -> int:
+        sent = 0
+        # One producer (one broker connection) for the whole batch.
+        with self.celery.producer_or_acquire() as producer:
+            for job_id, queue in jobs:
+                self.celery.send_task(self.TASK, args=[job_id], queue=queue, retry=False, producer=producer)
+                sent += 1
+        return sent

@@ -159,3 +159,18 @@ def test_readyz_is_503_when_the_broker_is_down(app):
     response = down.test_client().get("/readyz")
     assert response.status_code == 503 and response.get_json()["checks"]["database"] == "ok"
     down.extensions["pulse"].db.dispose()
+
+
+def test_concurrent_duplicates_open_one_alert(app, tenant):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"device_id": "racer", "alert_type": "flood", "severity": 3, "message": "water"}
+
+    def post(_):
+        response = app.test_client().post("/api/v2/alerts", json=body, headers=tenant.admin)
+        return response.status_code, response.get_json()["alert_id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(post, range(16)))
+    assert sorted(status for status, _ in results).count(201) == 1
+    assert len({alert_id for _, alert_id in results}) == 1
