@@ -94,6 +94,7 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=2000, help="N")
     parser.add_argument("--channels", type=int, default=3, help="M")
     parser.add_argument("--threads", type=int, default=8, help="concurrent API clients")
+    parser.add_argument("--rate", type=float, default=0, help="alerts per second to post at (0: as fast as the API takes them)")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
 
@@ -108,6 +109,9 @@ def main() -> int:
     local = threading.local()
 
     def post(number: int) -> None:
+        if args.rate:
+            # A steady schedule: alert `number` is not posted before its slot.
+            time.sleep(max(0.0, started + number / args.rate - time.time()))
         if not hasattr(local, "session"):
             local.session = requests.Session()
         response = local.session.post(
@@ -130,7 +134,8 @@ def main() -> int:
     arrivals = list(sink.arrivals.values())
     latencies = [(at - datetime.fromisoformat(payload["triggered_at"]).timestamp()) * 1000 for at, payload in arrivals]
     last = max(at for at, _ in arrivals) if arrivals else finished
-    print(f"alerts posted:        {args.alerts} in {posted - started:.2f} s ({args.alerts / (posted - started):.0f} alerts/s, {args.threads} client threads)")
+    pace = f"paced at {args.rate:g}/s" if args.rate else f"{args.threads} client threads, unpaced"
+    print(f"alerts posted:        {args.alerts} in {posted - started:.2f} s ({args.alerts / (posted - started):.0f} alerts/s, {pace})")
     print(f"deliveries received:  {len(arrivals)} of {expected} (duplicates: {sink.duplicates})")
     print(f"throughput:           {len(arrivals) / (last - started):.0f} deliveries/s (first post to last receipt: {last - started:.2f} s)")
     if latencies:
