@@ -102,6 +102,11 @@ def path_id(raw: str, what: str) -> int:
     return int(raw)
 
 
+def invalid_cursor() -> Problem:
+    """The 422 for a cursor this API did not issue."""
+    return Problem(422, "cursor is not one this API issued", errors=[{"field": "cursor", "message": "invalid"}])
+
+
 def encode_cursor(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
@@ -112,9 +117,9 @@ def decode_cursor(raw: str | None) -> list[Any] | None:
     try:
         value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except ValueError:
-        raise Problem(422, "cursor is not one this API issued", errors=[{"field": "cursor", "message": "invalid"}]) from None
+        raise invalid_cursor() from None
     if not isinstance(value, list):
-        raise Problem(422, "cursor is not one this API issued", errors=[{"field": "cursor", "message": "invalid"}])
+        raise invalid_cursor()
     return value
 
 
@@ -124,7 +129,7 @@ def paginate(session: Session, stmt: Select, id_column, view) -> dict[str, Any]:
     cursor = decode_cursor(request.args.get("cursor"))
     if cursor is not None:
         if len(cursor) != 1 or not isinstance(cursor[0], int):
-            raise Problem(422, "cursor is not one this API issued", errors=[{"field": "cursor", "message": "invalid"}])
+            raise invalid_cursor()
         stmt = stmt.where(id_column < cursor[0])
     rows = session.scalars(stmt.order_by(id_column.desc()).limit(limit + 1)).all()
     items = rows[:limit]

@@ -13,6 +13,7 @@ from app.api.common import (
     MAX_LIMIT,
     decode_cursor,
     encode_cursor,
+    invalid_cursor,
     parse_body,
     query_int,
     tenant_id,
@@ -59,11 +60,11 @@ def list_devices():
             stmt = stmt.where(Device.site_id == request.args["site_id"])
         if cursor is not None:
             if len(cursor) != 2 or not all(isinstance(part, str) for part in cursor):
-                raise Problem(422, "cursor is not one this API issued", errors=[{"field": "cursor", "message": "invalid"}])
+                raise invalid_cursor()
             try:
                 created = datetime.fromisoformat(cursor[0])
             except ValueError:
-                raise Problem(422, "cursor is not one this API issued", errors=[{"field": "cursor", "message": "invalid"}]) from None
+                raise invalid_cursor() from None
             stmt = stmt.where(tuple_(Device.created_at, Device.device_id) < tuple_(created, cursor[1]))
         rows = session.scalars(stmt.order_by(Device.created_at.desc(), Device.device_id.desc()).limit(limit + 1)).all()
         items = rows[:limit]

@@ -11,6 +11,7 @@ from app.api.common import (
     MAX_LIMIT,
     decode_cursor,
     encode_cursor,
+    invalid_cursor,
     parse_body,
     query_int,
     tenant_id,
@@ -77,6 +78,4 @@ def _cursor_time(raw: str | None) -> datetime | None:
             raise ValueError
         return as_utc(datetime.fromisoformat(cursor[0]))
     except ValueError:
-        raise Problem(
-            422, "cursor is not one this API issued", errors=[{"field": "cursor", "message": "invalid"}]
-        ) from None
+        raise invalid_cursor() from None
