@@ -14,7 +14,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """The Flask application: REST API, WebSocket, web UI, health and metrics."""
-    from app import api, cli, health, live, problems, state, telemetry, ws
+    from app import api, cli, health, live, problems, state, telemetry, ui, ws
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__, instance_relative_config=False)
@@ -28,5 +28,6 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     ws.init_app(app)
     api.init_app(app)
     health.init_app(app)
+    ui.init_app(app)
     cli.init_app(app)
     return app

@@ -174,3 +174,11 @@ def test_concurrent_duplicates_open_one_alert(app, tenant):
         results = list(pool.map(post, range(16)))
     assert sorted(status for status, _ in results).count(201) == 1
     assert len({alert_id for _, alert_id in results}) == 1
+
+
+def test_the_console_is_served_at_the_root(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    for landmark in ('id="login-form"', "/auth/token", "/ws?token=", "/deliveries/replay"):
+        assert landmark in page
