@@ -35,7 +35,6 @@ from app.secrets import SecretBox, channel_config
 # How late a retry message may be compared with the job's schedule and still be let in;
 # Celery's ETA and our clock disagree by milliseconds, not seconds.
 SCHEDULE_TOLERANCE = timedelta(seconds=2)
-ACTIVE_STATUSES = ("PENDING", "RETRYING", "SENDING")
 
 
 class AttemptExhausted(PermanentError):

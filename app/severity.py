@@ -4,6 +4,7 @@ from __future__ import annotations
 
 SEVERITY_NAMES = {"info": 1, "low": 1, "medium": 2, "warning": 2, "high": 3, "critical": 4}
 
+# The delivery queues, most urgent first: the order a worker must be given them in.
 QUEUES = ("pulse.critical", "pulse.high", "pulse.default")
 
 

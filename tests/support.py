@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from app.severity import QUEUES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,7 +41,6 @@ def sample_notification(event_type: str = "OPEN", message_id: str = "901", **cha
     }
     payload.update(changes)
     return Notification(payload=payload, message_id=message_id)
-QUEUES = "pulse.critical,pulse.high,pulse.default"
 
 
 def free_port() -> int:
@@ -157,7 +158,7 @@ class WorkerProcess(CeleryProcess):
             "worker",
             "--pool", "threads",
             "--concurrency", str(self.concurrency),
-            "--queues", QUEUES,
+            "--queues", ",".join(QUEUES),
             "--hostname", f"{self.name}@%h",
             "--loglevel", "INFO",
             "--without-gossip",

@@ -1,0 +1,49 @@
+"""The deployment files agree with the code: four processes, queue priority, safe defaults."""
+
+from __future__ import annotations
+
+import configparser
+import re
+
+from app.severity import QUEUES
+from tests.support import ROOT
+
+
+def procfile() -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def test_procfile_runs_the_four_processes():
+    entries = procfile()
+    assert set(entries) == {"web", "worker", "beat", "flower"}
+    assert "gunicorn" in entries["web"] and '"app:create_app()"' in entries["web"]
+    assert "${HOST:-127.0.0.1}:${PORT:-8000}" in entries["web"]
+
+
+def test_workers_ask_the_queues_most_urgent_first():
+    supervisor = configparser.RawConfigParser()
+    supervisor.read(ROOT / "deploy" / "supervisord.conf")
+    for command in (procfile()["worker"], supervisor["program:worker"]["command"]):
+        assert re.search(r"--queues[ =](\S+)", command).group(1) == ",".join(QUEUES)
+
+
+def test_flower_listens_on_loopback_unless_configured():
+    supervisor = configparser.RawConfigParser()
+    supervisor.read(ROOT / "deploy" / "supervisord.conf")
+    assert "--address=${FLOWER_ADDRESS:-127.0.0.1}" in procfile()["flower"]
+    assert "--address=127.0.0.1" in supervisor["program:flower"]["command"]
+    assert {"web", "worker", "beat", "flower"} == {s.split(":", 1)[1] for s in supervisor.sections() if s.startswith("program:")}
+
+
+def test_the_access_log_never_shows_a_query_string():
+    namespace: dict = {}
+    exec(compile((ROOT / "deploy" / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
+    assert namespace["worker_class"] == "gevent"
+    # Neither %(r)s (the request line) nor %(q)s (the query): the path alone, never ?token=...
+    assert not re.search(r"%\((r|q)\)s", namespace["access_log_format"])
+    assert "%(U)s" in namespace["access_log_format"]
