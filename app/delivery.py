@@ -117,26 +117,20 @@ def attempt_delivery(db: Database, box: SecretBox, job_id: int, settings: Delive
             return None
         attempt = job.attempts
         budget_used = job.attempts - job.attempts_at_replay
-        channel = session.get(NotificationChannel, job.channel_id)
         payload = {**job.payload, "job_id": job.job_id}
-        config_or_error: Any
-        if channel is None:
-            config_or_error = PermanentError("the channel no longer exists")
-        elif not channel.is_enabled:
-            config_or_error = PermanentError("the channel is disabled")
-        else:
-            try:
-                config_or_error = channel_config(box, channel)
-            except DeliveryError as exc:
-                config_or_error = exc
-        channel_type = channel.channel_type if channel is not None else None
+        # The claim commits when this block ends, before anything is sent.
+        try:
+            channel_type, config = _channel_and_config(session, box, job.channel_id)
+            unusable = None
+        except DeliveryError as exc:
+            channel_type, config, unusable = None, None, exc
 
     started = time.perf_counter()
     try:
-        if isinstance(config_or_error, DeliveryError):
-            raise config_or_error
-        sender = get_sender(channel_type)
-        result = sender.send(config_or_error, Notification(payload=payload, message_id=str(job_id)), SendContext(settings))
+        if unusable is not None:
+            raise unusable
+        notification = Notification(payload=payload, message_id=str(job_id))
+        result = get_sender(channel_type).send(config, notification, SendContext(settings))
     except TransientError as exc:
         _annotate(exc, job_id, attempt, budget_used, started)
         if budget_used >= settings.max_attempts:
@@ -152,6 +146,16 @@ def attempt_delivery(db: Database, box: SecretBox, job_id: int, settings: Delive
         _annotate(error, job_id, attempt, budget_used, started)
         raise error from exc
     return AttemptOutcome(job_id, attempt, result.status_code, _elapsed(started), result.detail)
+
+
+def _channel_and_config(session: Session, box: SecretBox, channel_id: int) -> tuple[str, Any]:
+    """The channel's type and validated config; PermanentError if it cannot be sent to."""
+    channel = session.get(NotificationChannel, channel_id)
+    if channel is None:
+        raise PermanentError("the channel no longer exists")
+    if not channel.is_enabled:
+        raise PermanentError("the channel is disabled")
+    return channel.channel_type, channel_config(box, channel)
 
 
 def _elapsed(started: float) -> float:
