@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, json, request
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,13 @@ def init_app(app: Flask) -> None:
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_unavailable(exc: Exception):
+        # An outage, not a bug: say so, and when to come back.
+        log.error("database unavailable: %s", type(getattr(exc, "orig", exc)).__name__)
+        return problem_response(Problem(503, "the database is unavailable; try again shortly", headers={"Retry-After": "5"}))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

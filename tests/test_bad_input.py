@@ -151,3 +151,19 @@ def test_hostile_input_is_refused_without_a_500(client, db, tenant, case, method
     response = getattr(client, method)(path, data=body, headers={**tenant.admin, "Content-Type": "application/json"})
     assert_problem(response, status)
     assert counts(db, tenant.tenant_id) == before
+
+
+def test_a_database_outage_is_503_not_500(app, tenant):
+    from dataclasses import replace
+
+    from app import create_app
+
+    settings = app.extensions["pulse"].settings
+    down = create_app(replace(settings, database_url="postgresql+psycopg2://postgres@127.0.0.1:9/pulse"))
+    response = down.test_client().post(
+        "/api/v2/alerts", json={"device_id": "p", "alert_type": "t", "severity": 1, "message": "m"}, headers=tenant.admin
+    )
+    body = assert_problem(response, 503)
+    assert response.headers["Retry-After"] == "5" and "database" in body["detail"]
+    assert down.test_client().get("/readyz").status_code == 503
+    down.extensions["pulse"].db.dispose()
