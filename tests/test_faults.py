@@ -6,6 +6,7 @@ they can kill, flush and stop them without disturbing the rest of the suite.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 
@@ -25,7 +26,8 @@ from tests.support import (
     wait_for,
 )
 
-BROKER = "redis://127.0.0.1:6379/12"
+# A database of the run's own Redis server that nothing else in the suite uses.
+BROKER = os.environ["PULSE_TEST_REDIS_URL"].rsplit("/", 1)[0] + "/12"
 ENV = {"CELERY_BROKER_URL": BROKER}
 
 
