@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
 
 from app.config import Settings
+from app.logs import configure_logging
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """The Flask application: REST API, WebSocket, web UI, health and metrics."""
-    from app import api, cli, health, live, problems, state, telemetry, ui, ws
+    from app import api, cli, health, live, problems, telemetry, ui, web, ws
+    from app.services import Services
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_format)
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     if test_config:
         app.config.update(test_config)
-    state.init_app(app, settings or Settings.from_env())
+    web.init_app(app, Services(settings))
     telemetry.init_app(app)
     live.init_app(app)
     problems.init_app(app)

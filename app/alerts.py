@@ -28,6 +28,7 @@ from app.models import (
 from app.payload import notification_payload
 from app.routing import AlertFacts, effective_tags, match_rules
 from app.severity import queue_for
+from app.status import ACTIVE_ALERT_STATUSES, AlertStatus, Event, JobStatus
 
 # The predicate of the partial unique index `uq_alerts_active_fingerprint`, as a literal so
 # PostgreSQL can match ON CONFLICT to that index.
@@ -58,7 +59,7 @@ class AlertOutcome:
 
     @property
     def jobs_to_send(self) -> list[NewJob]:
-        return [job for job in self.jobs if job.status == "PENDING"]
+        return [job for job in self.jobs if job.status == JobStatus.PENDING]
 
 
 def derive_fingerprint(device_id: str, alert_type: str) -> str:
@@ -72,7 +73,7 @@ def _active_by_fingerprint(session: Session, tenant_id: str, fingerprint: str) -
         select(Alert).where(
             Alert.tenant_id == tenant_id,
             Alert.fingerprint == fingerprint,
-            Alert.status.in_(("OPEN", "ACKNOWLEDGED")),
+            Alert.status.in_(ACTIVE_ALERT_STATUSES),
         )
     ).first()
 
@@ -106,7 +107,7 @@ def open_alert(session: Session, tenant_id: str, data: dict[str, Any], now: date
             message=data["message"],
             details=data.get("details") or {},
             fingerprint=fingerprint,
-            status="OPEN",
+            status=AlertStatus.OPEN,
             triggered_at=now,
         )
         .on_conflict_do_nothing(index_elements=["tenant_id", "fingerprint"], index_where=ACTIVE_FINGERPRINT)
@@ -118,8 +119,8 @@ def open_alert(session: Session, tenant_id: str, data: dict[str, Any], now: date
         if existing is None:  # closed between the two statements: rare enough to ask again
             return open_alert(session, tenant_id, data, now)
         return AlertOutcome(existing, event=None)
-    jobs = create_jobs(session, alert, "OPEN", device, now)
-    return AlertOutcome(alert, event="OPEN", created=True, jobs=jobs)
+    jobs = create_jobs(session, alert, Event.OPEN, device, now)
+    return AlertOutcome(alert, event=Event.OPEN, created=True, jobs=jobs)
 
 
 def _locked(session: Session, tenant_id: str, alert_id: int) -> Alert | None:
@@ -133,15 +134,15 @@ def acknowledge_alert(session: Session, tenant_id: str, alert_id: int, now: date
     alert = _locked(session, tenant_id, alert_id)
     if alert is None:
         return None
-    if alert.status == "ACKNOWLEDGED":
+    if alert.status == AlertStatus.ACKNOWLEDGED:
         return AlertOutcome(alert, event=None)
-    if alert.status == "CLOSED":
+    if alert.status == AlertStatus.CLOSED:
         raise Conflict("a closed alert cannot be acknowledged")
     now = now or utcnow()
-    alert.status = "ACKNOWLEDGED"
+    alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_at = now
     session.flush()
-    return AlertOutcome(alert, event="ACKNOWLEDGED", jobs=create_jobs(session, alert, "ACKNOWLEDGED", None, now))
+    return AlertOutcome(alert, event=Event.ACKNOWLEDGED, jobs=create_jobs(session, alert, Event.ACKNOWLEDGED, None, now))
 
 
 def close_alert(session: Session, tenant_id: str, alert_id: int, now: datetime | None = None) -> AlertOutcome | None:
@@ -149,17 +150,17 @@ def close_alert(session: Session, tenant_id: str, alert_id: int, now: datetime |
     alert = _locked(session, tenant_id, alert_id)
     if alert is None:
         return None
-    if alert.status == "CLOSED":
+    if alert.status == AlertStatus.CLOSED:
         return AlertOutcome(alert, event=None)
     now = now or utcnow()
-    alert.status = "CLOSED"
+    alert.status = AlertStatus.CLOSED
     alert.closed_at = now
     session.flush()
-    return AlertOutcome(alert, event="CLOSED", jobs=create_jobs(session, alert, "CLOSED", None, now))
+    return AlertOutcome(alert, event=Event.CLOSED, jobs=create_jobs(session, alert, Event.CLOSED, None, now))
 
 
 def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: str, now: datetime) -> bool:
-    if event_type != "OPEN":
+    if event_type != Event.OPEN:
         # The acknowledge and close of an alert whose OPEN was throttled are throttled too.
         return bool(
             session.scalar(
@@ -167,8 +168,8 @@ def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: st
                     exists().where(
                         NotificationJob.alert_id == alert.alert_id,
                         NotificationJob.channel_id == rule.channel_id,
-                        NotificationJob.event_type == "OPEN",
-                        NotificationJob.status == "THROTTLED",
+                        NotificationJob.event_type == Event.OPEN,
+                        NotificationJob.status == JobStatus.THROTTLED,
                     )
                 )
             )
@@ -183,8 +184,8 @@ def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: st
                 .where(
                     NotificationJob.tenant_id == alert.tenant_id,
                     NotificationJob.channel_id == rule.channel_id,
-                    NotificationJob.event_type == "OPEN",
-                    NotificationJob.status != "THROTTLED",
+                    NotificationJob.event_type == Event.OPEN,
+                    NotificationJob.status != JobStatus.THROTTLED,
                     NotificationJob.created_at >= since,
                     NotificationJob.alert_id != alert.alert_id,
                 )
@@ -230,7 +231,7 @@ def create_jobs(
     payload = notification_payload(alert, event_type, None)
     created: list[NewJob] = []
     for rule in match_rules(rules, facts, event_type, enabled):
-        status = "THROTTLED" if _throttled(session, alert, rule, event_type, now) else "PENDING"
+        status = JobStatus.THROTTLED if _throttled(session, alert, rule, event_type, now) else JobStatus.PENDING
         stmt = (
             insert(NotificationJob)
             .values(
@@ -244,7 +245,7 @@ def create_jobs(
                 attempts=0,
                 attempts_at_replay=0,
                 next_attempt_at=now,
-                last_error="throttled" if status == "THROTTLED" else None,
+                last_error="throttled" if status == JobStatus.THROTTLED else None,
                 payload=payload,
                 created_at=now,
                 updated_at=now,

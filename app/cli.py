@@ -8,7 +8,7 @@ from flask import Flask
 from app.auth import ROLES, hash_password, issue_token
 from app.db import SYSTEM_SCOPE
 from app.models import Tenant, User
-from app.state import pulse
+from app.web import pulse
 
 
 def upsert_user(session, tenant_id: str, email: str, role: str, password: str) -> User:

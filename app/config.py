@@ -1,22 +1,37 @@
-"""Settings read from the environment once, when the application or worker starts.
+"""Settings: what Pulse reads from its environment (DESIGN §3), once, when a process starts.
 
-Nothing reads the environment at import time: `Settings.from_env()` is called by
-`create_app()` and by the Celery application, so tests can build settings of their own.
+`Environment` (pydantic-settings) reads and validates the variables under their public
+names; `Settings.from_env()` turns them into the frozen value objects the rest of Pulse is
+given (`Settings`, with the delivery policy grouped in `DeliverySettings`). Nothing reads the
+environment at import time: `create_app()` and the Celery factory call `Settings.from_env()`,
+and tests build settings of their own with `dataclasses.replace`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The longest circuit-open period: a circuit whose probes keep failing waits this long at most.
+CIRCUIT_OPEN_MAX_SECONDS = 600
+
+
+class ConfigurationError(ValueError):
+    """The environment does not describe a Pulse that can run; the message says what to set."""
 
 
 def instance_dir() -> Path:
     """Where the embedded defaults live: the SQLite file, the secret key, the Redis socket."""
-    path = Path(os.environ.get("PULSE_INSTANCE_DIR", PROJECT_ROOT / "instance"))
+    path = Path(os.environ.get("PULSE_INSTANCE_DIR") or PROJECT_ROOT / "instance")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -46,38 +61,141 @@ def broker_url_for_redis(url: str) -> str:
     return url
 
 
-def _secret_key() -> str:
-    key = os.environ.get("SECRET_KEY")
-    if key:
-        return key
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `30`, `30s`, `5m`, `2h`, `1d` or `250ms`; ValueError otherwise."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text.strip()!r} is not a duration such as 30s, 5m, 2h or 1d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_retry_schedule(value: object) -> tuple[float, ...] | None:
+    """`5m,30m,2h,12h,24h` as seconds; None when unset."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        delays = tuple(parse_duration(part) for part in value.split(","))
+    else:
+        delays = tuple(float(part) for part in value)  # type: ignore[union-attr]
+    if not delays or any(delay <= 0 for delay in delays):
+        raise ValueError("every delay of DELIVERY_RETRY_SCHEDULE must be above zero")
+    return delays
+
+
+def _flag(value: object) -> object:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+RetrySchedule = Annotated[tuple[float, ...] | None, NoDecode, BeforeValidator(parse_retry_schedule)]
+
+
+class Environment(BaseSettings):
+    """The environment variables of DESIGN §3 (and Pulse's own `PULSE_*` tuning knobs), validated."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True)
+
+    DATABASE_URL: str = "sqlite:///instance/pulse.db"
+    REDIS_URL: str | None = None
+    CELERY_BROKER_URL: str | None = None
+    SECRET_KEY: str | None = None
+    JWT_PUBLIC_KEY: str | None = None
+    JWT_ISSUER: str | None = None
+    JWT_AUDIENCE: str | None = None
+    PULSE_TOKEN_TTL_SECONDS: int = Field(3600, ge=60)
+
+    DELIVERY_MAX_ATTEMPTS: int = Field(5, ge=1, le=100)
+    DELIVERY_BACKOFF_BASE_SECONDS: float = Field(30, gt=0)
+    DELIVERY_BACKOFF_MAX_SECONDS: float = Field(7200, gt=0)
+    DELIVERY_RETRY_SCHEDULE: RetrySchedule = None
+    DELIVERY_TIMEOUT_SECONDS: float = Field(10, gt=0, le=300)
+    DELIVERY_MAX_AGE_SECONDS: float = Field(86400, gt=0)
+    DELIVERY_CONCURRENCY_PER_CHANNEL: int = Field(4, ge=1, le=1000)
+    CIRCUIT_FAILURE_THRESHOLD: int = Field(5, ge=1)
+    CIRCUIT_OPEN_SECONDS: float = Field(30, gt=0, le=CIRCUIT_OPEN_MAX_SECONDS)
+    TRUSTED_CA_DIR: str | None = None
+    ALLOW_PRIVATE_DESTINATIONS: Flag = False
+    PAGERDUTY_EVENTS_URL: str = "https://events.pagerduty.com/v2/enqueue"
+
+    RATE_LIMIT_INGEST: str = "6000/minute"
+    RATE_LIMIT_AUTH: str = "10/minute"
+
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(8000, ge=1, le=65535)
+    PUBLIC_URL: str | None = None
+    WORKER_METRICS_PORT: int = Field(9808, ge=0, le=65535)
+
+    TELEMETRY_BACKEND: str = "sql"
+    INFLUXDB_URL: str | None = None
+    INFLUXDB_TOKEN: str | None = None
+    INFLUXDB_ORG: str | None = None
+    INFLUXDB_BUCKET: str | None = None
+    WS_POLL_SECONDS: float = Field(5, gt=0)
+    PULSE_WS_PING_SECONDS: float = Field(25, gt=0)
+    PULSE_WS_OUTBOX_MESSAGES: int = Field(256, ge=1)
+    PULSE_WS_WRITE_TIMEOUT_SECONDS: float = Field(10, gt=0)
+    SWEEP_INTERVAL_SECONDS: float = Field(30, gt=0)
+    PULSE_RETENTION_DAYS: int = Field(30, ge=1)
+    PULSE_LOG_FORMAT: str = "json"
+
+    @field_validator("PULSE_LOG_FORMAT")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("json", "text"):
+            raise ValueError("must be json or text")
+        return value
+
+
+def _secret_key(configured: str | None) -> str:
+    """SECRET_KEY, or a key generated once into the instance directory (make run)."""
+    if configured:
+        return configured
     path = instance_dir() / "secret_key"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process of the stack wrote it a moment ago
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
-
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else int(raw)
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else float(raw)
 
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    """The retry policy and network limits every delivery uses."""
+    """The retry policy, limits and guards every delivery uses."""
 
     max_attempts: int = 5
-    backoff_base_seconds: int = 30
-    backoff_max_seconds: int = 7200
+    backoff_base_seconds: float = 30
+    backoff_max_seconds: float = 7200
+    # Explicit delays (seconds) instead of the doubling; one attempt more than delays listed.
+    retry_schedule: tuple[float, ...] | None = None
     timeout_seconds: float = 10.0
+    max_age_seconds: float = 86400
+    concurrency_per_channel: int = 4
+    circuit_failure_threshold: int = 5
+    circuit_open_seconds: float = 30
+    trusted_ca_dir: str | None = None
     allow_private_destinations: bool = False
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+
+    @property
+    def attempts_allowed(self) -> int:
+        """Attempts before a delivery is dead-lettered: the schedule's length + 1 when one is set."""
+        return len(self.retry_schedule) + 1 if self.retry_schedule else self.max_attempts
+
+    @property
+    def longest_delay_seconds(self) -> float:
+        """The longest wait between two attempts the policy can ask for."""
+        return max(self.retry_schedule) if self.retry_schedule else self.backoff_max_seconds
 
 
 @dataclass(frozen=True)
@@ -93,6 +211,10 @@ class Settings:
     jwt_audience: str | None = None
     token_ttl_seconds: int = 3600
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    rate_limit_ingest: str = "6000/minute"
+    rate_limit_auth: str = "10/minute"
+    public_url: str = "http://127.0.0.1:8000"
+    worker_metrics_port: int = 9808
     telemetry_backend: str = "sql"
     influxdb_url: str | None = None
     influxdb_token: str | None = None
@@ -105,45 +227,59 @@ class Settings:
     ws_ping_seconds: float = 25.0
     ws_outbox_messages: int = 256
     ws_write_timeout_seconds: float = 10.0
-    sweep_interval_seconds: int = 30
+    sweep_interval_seconds: float = 30
     retention_days: int = 30
+    log_format: str = "json"
 
     @classmethod
     def from_env(cls) -> "Settings":
-        """Read the environment, falling back to the embedded defaults of `make run`."""
-        embedded = "unix://" + str(embedded_redis_socket())
-        redis_url = os.environ.get("REDIS_URL") or embedded
-        broker_url = broker_url_for_redis(os.environ.get("CELERY_BROKER_URL") or redis_url)
+        """Read the environment, falling back to the embedded defaults of `make run`.
+
+        Raises ConfigurationError naming every variable that is wrong.
+        """
+        try:
+            env = Environment()
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+            raise ConfigurationError(f"invalid configuration: {problems}") from None
+        redis_url = env.REDIS_URL or "unix://" + str(embedded_redis_socket())
         return cls(
-            database_url=normalise_database_url(
-                os.environ.get("DATABASE_URL") or "sqlite:///instance/pulse.db"
-            ),
+            database_url=normalise_database_url(env.DATABASE_URL),
             redis_url=redis_url,
-            broker_url=broker_url,
-            secret_key=_secret_key(),
-            jwt_public_key=os.environ.get("JWT_PUBLIC_KEY") or None,
-            jwt_issuer=os.environ.get("JWT_ISSUER") or None,
-            jwt_audience=os.environ.get("JWT_AUDIENCE") or None,
-            token_ttl_seconds=_int("PULSE_TOKEN_TTL_SECONDS", 3600),
+            broker_url=broker_url_for_redis(env.CELERY_BROKER_URL or redis_url),
+            secret_key=_secret_key(env.SECRET_KEY),
+            jwt_public_key=env.JWT_PUBLIC_KEY,
+            jwt_issuer=env.JWT_ISSUER,
+            jwt_audience=env.JWT_AUDIENCE,
+            token_ttl_seconds=env.PULSE_TOKEN_TTL_SECONDS,
             delivery=DeliverySettings(
-                max_attempts=_int("DELIVERY_MAX_ATTEMPTS", 5),
-                backoff_base_seconds=_int("DELIVERY_BACKOFF_BASE_SECONDS", 30),
-                backoff_max_seconds=_int("DELIVERY_BACKOFF_MAX_SECONDS", 7200),
-                timeout_seconds=_float("DELIVERY_TIMEOUT_SECONDS", 10.0),
-                allow_private_destinations=os.environ.get("ALLOW_PRIVATE_DESTINATIONS", "0")
-                in ("1", "true", "yes"),
-                pagerduty_events_url=os.environ.get("PAGERDUTY_EVENTS_URL")
-                or "https://events.pagerduty.com/v2/enqueue",
+                max_attempts=env.DELIVERY_MAX_ATTEMPTS,
+                backoff_base_seconds=env.DELIVERY_BACKOFF_BASE_SECONDS,
+                backoff_max_seconds=env.DELIVERY_BACKOFF_MAX_SECONDS,
+                retry_schedule=env.DELIVERY_RETRY_SCHEDULE,
+                timeout_seconds=env.DELIVERY_TIMEOUT_SECONDS,
+                max_age_seconds=env.DELIVERY_MAX_AGE_SECONDS,
+                concurrency_per_channel=env.DELIVERY_CONCURRENCY_PER_CHANNEL,
+                circuit_failure_threshold=env.CIRCUIT_FAILURE_THRESHOLD,
+                circuit_open_seconds=env.CIRCUIT_OPEN_SECONDS,
+                trusted_ca_dir=env.TRUSTED_CA_DIR,
+                allow_private_destinations=env.ALLOW_PRIVATE_DESTINATIONS,
+                pagerduty_events_url=env.PAGERDUTY_EVENTS_URL,
             ),
-            telemetry_backend=os.environ.get("TELEMETRY_BACKEND", "sql"),
-            influxdb_url=os.environ.get("INFLUXDB_URL") or None,
-            influxdb_token=os.environ.get("INFLUXDB_TOKEN") or None,
-            influxdb_org=os.environ.get("INFLUXDB_ORG") or None,
-            influxdb_bucket=os.environ.get("INFLUXDB_BUCKET") or None,
-            ws_poll_seconds=_float("WS_POLL_SECONDS", 5.0),
-            ws_ping_seconds=_float("PULSE_WS_PING_SECONDS", 25.0),
-            ws_outbox_messages=_int("PULSE_WS_OUTBOX_MESSAGES", 256),
-            ws_write_timeout_seconds=_float("PULSE_WS_WRITE_TIMEOUT_SECONDS", 10.0),
-            sweep_interval_seconds=_int("SWEEP_INTERVAL_SECONDS", 30),
-            retention_days=_int("PULSE_RETENTION_DAYS", 30),
+            rate_limit_ingest=env.RATE_LIMIT_INGEST,
+            rate_limit_auth=env.RATE_LIMIT_AUTH,
+            public_url=(env.PUBLIC_URL or f"http://{env.HOST}:{env.PORT}").rstrip("/"),
+            worker_metrics_port=env.WORKER_METRICS_PORT,
+            telemetry_backend=env.TELEMETRY_BACKEND,
+            influxdb_url=env.INFLUXDB_URL,
+            influxdb_token=env.INFLUXDB_TOKEN,
+            influxdb_org=env.INFLUXDB_ORG,
+            influxdb_bucket=env.INFLUXDB_BUCKET,
+            ws_poll_seconds=env.WS_POLL_SECONDS,
+            ws_ping_seconds=env.PULSE_WS_PING_SECONDS,
+            ws_outbox_messages=env.PULSE_WS_OUTBOX_MESSAGES,
+            ws_write_timeout_seconds=env.PULSE_WS_WRITE_TIMEOUT_SECONDS,
+            sweep_interval_seconds=env.SWEEP_INTERVAL_SECONDS,
+            retention_days=env.PULSE_RETENTION_DAYS,
+            log_format=env.PULSE_LOG_FORMAT,
         )

@@ -31,6 +31,7 @@ from app.config import DeliverySettings
 from app.db import Database
 from app.models import DeliveryLog, NotificationChannel, NotificationJob, utcnow
 from app.secrets import SecretBox, channel_config
+from app.status import WAITING_JOB_STATUSES, JobStatus
 
 # How late a retry message may be compared with the job's schedule and still be let in;
 # Celery's ETA and our clock disagree by milliseconds, not seconds.
@@ -87,13 +88,13 @@ def claim(session: Session, job_id: int, settings: DeliverySettings, now: dateti
         .where(
             NotificationJob.job_id == job_id,
             or_(
-                (NotificationJob.status.in_(("PENDING", "RETRYING")))
+                (NotificationJob.status.in_(WAITING_JOB_STATUSES))
                 & (NotificationJob.next_attempt_at <= now + SCHEDULE_TOLERANCE),
-                (NotificationJob.status == "SENDING") & (NotificationJob.next_attempt_at < now),
+                (NotificationJob.status == JobStatus.SENDING) & (NotificationJob.next_attempt_at < now),
             ),
         )
         .values(
-            status="SENDING",
+            status=JobStatus.SENDING,
             attempts=NotificationJob.attempts + 1,
             next_attempt_at=now + claim_lease(settings),
             updated_at=now,
@@ -191,7 +192,7 @@ def record_success(db: Database, outcome: AttemptOutcome) -> None:
         tenant_id = session.execute(
             update(NotificationJob)
             .where(NotificationJob.job_id == outcome.job_id)
-            .values(status="DELIVERED", delivered_at=now, last_error=None, updated_at=now)
+            .values(status=JobStatus.DELIVERED, delivered_at=now, last_error=None, updated_at=now)
             .returning(NotificationJob.tenant_id)
             .execution_options(synchronize_session=False)
         ).scalar()
@@ -213,12 +214,12 @@ def record_success(db: Database, outcome: AttemptOutcome) -> None:
 
 def record_retry(db: Database, exc: DeliveryError, next_attempt_at: datetime) -> None:
     """The attempt failed and another is scheduled: log it and mark the job RETRYING."""
-    _record_failure(db, exc, "RETRYING", next_attempt_at)
+    _record_failure(db, exc, JobStatus.RETRYING, next_attempt_at)
 
 
 def record_failure(db: Database, exc: DeliveryError) -> None:
     """The attempt failed for good: log it and dead-letter the job (FAILED)."""
-    _record_failure(db, exc, "FAILED", None)
+    _record_failure(db, exc, JobStatus.FAILED, None)
 
 
 def _record_failure(db: Database, exc: DeliveryError, status: str, next_attempt_at: datetime | None) -> None:
@@ -240,10 +241,10 @@ def _record_failure(db: Database, exc: DeliveryError, status: str, next_attempt_
 
 def replay(session: Session, job: NotificationJob) -> bool:
     """Put a FAILED job back to PENDING with a fresh allowance of attempts; False otherwise."""
-    if job.status != "FAILED":
+    if job.status != JobStatus.FAILED:
         return False
     now = utcnow()
-    job.status = "PENDING"
+    job.status = JobStatus.PENDING
     job.attempts_at_replay = job.attempts
     job.next_attempt_at = now
     job.updated_at = now
@@ -260,8 +261,8 @@ def find_lost(session: Session, now: datetime, grace: timedelta, limit: int = 50
         select(NotificationJob.job_id, NotificationJob.queue)
         .where(
             or_(
-                NotificationJob.status.in_(("PENDING", "RETRYING")) & (NotificationJob.next_attempt_at < now - grace),
-                (NotificationJob.status == "SENDING") & (NotificationJob.next_attempt_at < now),
+                NotificationJob.status.in_(WAITING_JOB_STATUSES) & (NotificationJob.next_attempt_at < now - grace),
+                (NotificationJob.status == JobStatus.SENDING) & (NotificationJob.next_attempt_at < now),
             )
         )
         .order_by(NotificationJob.next_attempt_at)
@@ -272,11 +273,11 @@ def find_lost(session: Session, now: datetime, grace: timedelta, limit: int = 50
         return []
     ids = [row.job_id for row in rows]
     for job in session.scalars(select(NotificationJob).where(NotificationJob.job_id.in_(ids))):
-        if job.status == "SENDING":
+        if job.status == JobStatus.SENDING:
             # Its worker died mid-attempt: the outcome is unknown, so the attempt is logged
             # as failed and the job goes round again (at least once, same webhook-id).
             _log(session, job, job.attempts, False, None, "worker lost during the attempt; outcome unknown", None)
-            job.status = "RETRYING"
+            job.status = JobStatus.RETRYING
             job.last_error = "worker lost during the attempt"
         # Stamped now: the next sweep leaves the job alone for another `grace`.
         job.next_attempt_at = now

@@ -59,6 +59,8 @@ def main() -> int:
     # A laptop stack delivers to receivers on the same machine unless told otherwise;
     # production keeps the default (0) and refuses private destinations.
     env.setdefault("ALLOW_PRIVATE_DESTINATIONS", "1")
+    # A person reads these logs in a terminal; production keeps one JSON object per line.
+    env.setdefault("PULSE_LOG_FORMAT", "text")
     redis = None
     if not env.get("REDIS_URL") and not env.get("CELERY_BROKER_URL"):
         redis = start_embedded_redis()

@@ -21,6 +21,7 @@ from app.db import SYSTEM_SCOPE
 from app.live import LiveFeedCollector
 from app.models import NotificationJob
 from app.problems import Problem
+from app.status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class JobStatusCollector:
         except Exception as exc:  # a scrape must not fail because the database is down
             log.warning("job metrics unavailable: %s", type(exc).__name__)
             rows = []
-        counts = {status: 0 for status in ("PENDING", "SENDING", "RETRYING", "DELIVERED", "FAILED", "THROTTLED")}
+        counts = {status: 0 for status in JobStatus}
         counts.update(dict(rows))
         for status, count in counts.items():
             gauge.add_metric([status], count)

@@ -39,6 +39,7 @@ from app.config import Settings
 from app.db import Database
 from app.events import CHANNEL
 from app.models import Alert, Device
+from app.status import ACTIVE_ALERT_STATUSES
 from app.telemetry import Reading, TelemetryStore, TelemetryStoreError
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ CLOSE_UNAUTHENTICATED = 4001
 CLOSE_FORBIDDEN = 4003
 CLOSE_GOING_AWAY = 1001
 
-ACTIVE_STATUSES = ("OPEN", "ACKNOWLEDGED")
+ACTIVE_STATUSES = ACTIVE_ALERT_STATUSES
 # The `alerts` list names at most this many active alerts, newest first.
 ALERT_LIST_LIMIT = 1000
 # Readings one poll takes from the store per device; a device that gets more than this

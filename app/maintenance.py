@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.models import Alert, DeliveryLog, NotificationJob, TelemetryPoint
+from app.status import UNSENT_JOB_STATUSES, AlertStatus, JobStatus
 
 
 def sweep_grace(settings: Settings) -> timedelta:
@@ -22,15 +23,15 @@ def sweep_grace(settings: Settings) -> timedelta:
 
 
 def purge_old_records(session: Session, before: datetime) -> int:
-    """Delete telemetry, and the delivered or throttled jobs (with their log) of alerts
+    """Delete telemetry, and the delivered, throttled or suppressed jobs (with their log) of alerts
     closed before `before`. Failed jobs stay: the dead-letter queue is never purged."""
     settled = (
         select(NotificationJob.job_id)
         .join(Alert, Alert.alert_id == NotificationJob.alert_id)
         .where(
-            Alert.status == "CLOSED",
+            Alert.status == AlertStatus.CLOSED,
             Alert.closed_at < before,
-            NotificationJob.status.in_(("DELIVERED", "THROTTLED")),
+            NotificationJob.status.in_((JobStatus.DELIVERED, *UNSENT_JOB_STATUSES)),
         )
     )
     removed = session.execute(delete(DeliveryLog).where(DeliveryLog.job_id.in_(settled))).rowcount

@@ -24,6 +24,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from app.status import AlertStatus, Event, JobStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -117,7 +119,7 @@ class Alert(Base):
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     fingerprint: Mapped[str] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default="OPEN")
+    status: Mapped[str] = mapped_column(String(16), default=AlertStatus.OPEN)
     triggered_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -152,7 +154,7 @@ class RoutingRule(Base):
     device_tag_val: Mapped[str | None] = mapped_column(String(256))
     site_ids: Mapped[list[str] | None] = mapped_column(Json)
     device_prefixes: Mapped[list[str] | None] = mapped_column(Json)
-    deliver_on: Mapped[list[str]] = mapped_column(Json, default=lambda: ["OPEN"])
+    deliver_on: Mapped[list[str]] = mapped_column(Json, default=lambda: [Event.OPEN])
     throttle_minutes: Mapped[int] = mapped_column(Integer, default=0)
     priority: Mapped[int] = mapped_column(Integer, default=100)
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -180,7 +182,7 @@ class NotificationJob(Base):
         ForeignKey("notification_routing_rules.rule_id", ondelete="SET NULL")
     )
     event_type: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
     # Which queue the job's messages go to (from the alert's severity at dispatch).
     queue: Mapped[str] = mapped_column(String(32), default="pulse.default")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-EVENTS = ("OPEN", "ACKNOWLEDGED", "CLOSED")
+from app.status import Event
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def rule_matches(rule: Any, alert: AlertFacts, event_type: str, channel_enabled:
     """True when `rule` selects this alert event. `rule` has the routing-rule attributes."""
     if not rule.is_enabled or not channel_enabled:
         return False
-    if event_type not in (rule.deliver_on or ["OPEN"]):
+    if event_type not in (rule.deliver_on or [Event.OPEN]):
         return False
     if rule.min_severity is not None and alert.severity < rule.min_severity:
         return False

@@ -16,8 +16,8 @@ from pydantic import (
     StrictStr,
 )
 
-from app.routing import EVENTS
 from app.severity import parse_severity
+from app.status import LIFECYCLE_EVENTS, Event
 
 Identifier = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
@@ -46,9 +46,9 @@ TagValue = StrictStr | StrictInt | float | StrictBool
 
 
 def _events(value: list[str]) -> list[str]:
-    unknown = [v for v in value if v not in EVENTS]
+    unknown = [v for v in value if v not in LIFECYCLE_EVENTS]
     if unknown:
-        raise ValueError(f"unknown event(s) {unknown}; use {', '.join(EVENTS)}")
+        raise ValueError(f"unknown event(s) {unknown}; use {', '.join(LIFECYCLE_EVENTS)}")
     if not value:
         raise ValueError("at least one event is needed")
     return list(dict.fromkeys(value))
@@ -104,7 +104,7 @@ class RuleFields(Body):
     device_tag_val: Annotated[StrictStr, Field(max_length=256)] | None = None
     site_ids: list[Identifier] | None = None
     device_prefixes: list[Annotated[StrictStr, Field(min_length=1, max_length=128)]] | None = None
-    deliver_on: Annotated[list[StrictStr], AfterValidator(_events)] = Field(default_factory=lambda: ["OPEN"])
+    deliver_on: Annotated[list[StrictStr], AfterValidator(_events)] = Field(default_factory=lambda: [Event.OPEN])
     throttle_minutes: Annotated[StrictInt, Field(ge=0, le=10_080)] = 0
     priority: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 100
     is_enabled: StrictBool = True

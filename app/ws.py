@@ -18,7 +18,7 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 
 from app.live import Refused, TransportClosed, authorize, live_feed
 from app.problems import Problem, problem_response
-from app.state import pulse
+from app.web import pulse
 
 # A subscription message is a few dozen bytes; anything near this is not one.
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024

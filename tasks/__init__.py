@@ -1,16 +1,33 @@
 """The Celery application: `celery -A tasks worker|beat|flower`.
 
-Tasks are thin: they take ids and call the domain code in `app/`.
+Tasks are thin: they take ids and call the domain code in `app/`, through the services of
+their process (`celery.services`). The application reads its settings from the environment
+when Celery first needs them, not at import.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+from celery.signals import setup_logging, worker_process_shutdown, worker_shutdown
 
-celery = Celery("pulse")
-celery.config_from_object("celeryconfig")
-celery.autodiscover_tasks(["tasks"], related_name=None)
+from app.celery_app import make_celery
+from app.logs import configure_logging
+
+celery = make_celery()
+app = celery
 
 from tasks import delivery, maintenance  # noqa: E402,F401  (registers the tasks)
 
-app = celery
+
+@setup_logging.connect
+def _configure_logging(loglevel=None, **_kwargs) -> None:
+    # Connected, this replaces Celery's own logging set-up: one format for every process.
+    configure_logging(celery.settings.log_format, loglevel or "INFO")
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _close_connections(**_kwargs) -> None:
+    # Say goodbye to MQTT brokers instead of letting them time the connections out.
+    from app.channels.mqtt import close_pool
+
+    close_pool()

@@ -25,7 +25,6 @@ from app.delivery import (
 )
 from app.models import utcnow
 from tasks import celery
-from tasks.runtime import runtime
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +38,22 @@ class DeliveryTask(Task):
         # retry count, which restarts when the sweeper re-sends a lost job), and never
         # sooner than the receiver's Retry-After.
         if isinstance(exc, TransientError) and hasattr(exc, "budget_attempt"):
-            delay = retry_delay(exc.budget_attempt, runtime().settings.delivery, exc.retry_after)
+            delay = retry_delay(exc.budget_attempt, self.app.services.settings.delivery, exc.retry_after)
             exc.next_attempt_at = utcnow() + timedelta(seconds=delay)
             eta, countdown = exc.next_attempt_at, None
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
     def on_success(self, retval, task_id, args, kwargs):
         if retval and "job_id" in retval:
-            record_success(runtime().db, AttemptOutcome(**retval))
+            record_success(self.app.services.db, AttemptOutcome(**retval))
 
     def on_retry(self, exc, task_id, args, kwargs, einfo):
         if isinstance(exc, DeliveryError):
-            record_retry(runtime().db, exc, exc.next_attempt_at)
+            record_retry(self.app.services.db, exc, exc.next_attempt_at)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         if isinstance(exc, DeliveryError):
-            record_failure(runtime().db, exc)
+            record_failure(self.app.services.db, exc)
         else:
             # The database or another dependency failed before or after the send; the job
             # keeps its state in the database and the sweeper sends it again.
@@ -72,6 +71,6 @@ class DeliveryTask(Task):
 )
 def deliver(self, job_id: int) -> dict | None:
     """Claim job `job_id` and make one attempt; None when it was not this message's to send."""
-    rt = runtime()
-    outcome = attempt_delivery(rt.db, rt.box, job_id, rt.settings.delivery)
+    services = self.app.services
+    outcome = attempt_delivery(services.db, services.box, job_id, services.settings.delivery)
     return asdict(outcome) if outcome else None

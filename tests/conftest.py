@@ -56,6 +56,9 @@ def pytest_configure(config):
             "SWEEP_INTERVAL_SECONDS": "1",
             "WS_POLL_SECONDS": "1",
             "PAGERDUTY_EVENTS_URL": "http://127.0.0.1:9/v2/enqueue",
+            # The processes' logs are read by people debugging a failure (test_logging
+            # checks the JSON lines of production).
+            "PULSE_LOG_FORMAT": "text",
         }
     )
 

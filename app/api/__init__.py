@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, g, request
 
 from app.auth import ROLES, InvalidToken, decode_token, principal_from_claims
 from app.problems import Problem
-from app.state import pulse
+from app.web import pulse
 
 # Endpoints reachable without a token.
 PUBLIC_ENDPOINTS = {"api.auth.token", "api.openapi.spec", "api.ws.feed"}

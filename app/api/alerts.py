@@ -23,11 +23,12 @@ from app.dispatch import send_jobs
 from app.models import Alert
 from app.problems import Problem, not_found
 from app.schemas import AlertCreate
-from app.state import pulse
+from app.status import AlertStatus
+from app.web import pulse
 
 bp = Blueprint("alerts", __name__)
 
-STATUSES = ("OPEN", "ACKNOWLEDGED", "CLOSED")
+STATUSES = tuple(AlertStatus)
 
 
 def _answer(outcome: lifecycle.AlertOutcome, status: int):

@@ -10,7 +10,7 @@ from app.db import SYSTEM_SCOPE
 from app.models import User
 from app.problems import Problem
 from app.schemas import TokenRequest
-from app.state import pulse
+from app.web import pulse
 
 bp = Blueprint("auth", __name__)
 

@@ -33,7 +33,8 @@ from app.secrets import (
     split_secrets,
 )
 from app.severity import severity_label
-from app.state import pulse
+from app.status import Event
+from app.web import pulse
 
 bp = Blueprint("channels", __name__)
 
@@ -139,7 +140,7 @@ def test_payload(channel: NotificationChannel, message_id: str) -> dict[str, Any
     """A notification that says it is a test, in the shape every channel delivers."""
     return {
         "alert_id": None,
-        "alert_type": "TEST",
+        "alert_type": Event.TEST,
         "severity": 2,
         "severity_label": severity_label(2),
         "device_id": "pulse-test-device",
@@ -148,7 +149,7 @@ def test_payload(channel: NotificationChannel, message_id: str) -> dict[str, Any
         "message": f"Test notification from Pulse for channel {channel.name!r}",
         "details": {"test": True, "test_id": message_id},
         "triggered_at": utcnow().isoformat(),
-        "event_type": "TEST",
+        "event_type": Event.TEST,
         "job_id": None,
     }
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import Principal
 from app.problems import Problem, validation_problem
-from app.state import pulse
+from app.web import pulse
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -23,11 +23,12 @@ from app.dispatch import send_jobs
 from app.models import DeliveryLog, NotificationJob
 from app.problems import Problem
 from app.schemas import BulkReplay
-from app.state import pulse
+from app.status import JobStatus
+from app.web import pulse
 
 bp = Blueprint("deliveries", __name__)
 
-STATUSES = ("PENDING", "SENDING", "RETRYING", "DELIVERED", "FAILED", "THROTTLED")
+STATUSES = tuple(JobStatus)
 
 
 def get_job(session, raw_id: str) -> NotificationJob:
@@ -82,7 +83,7 @@ def replay_one(job_id: str):
 def replay_many():
     body = parse_body(BulkReplay)
     with tenant_session() as session:
-        stmt = select(NotificationJob).where(NotificationJob.tenant_id == tenant_id(), NotificationJob.status == "FAILED")
+        stmt = select(NotificationJob).where(NotificationJob.tenant_id == tenant_id(), NotificationJob.status == JobStatus.FAILED)
         if body.channel_id is not None:
             stmt = stmt.where(NotificationJob.channel_id == body.channel_id)
         if body.since is not None:

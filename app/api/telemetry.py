@@ -21,8 +21,8 @@ from app.api.devices import get_device
 from app.models import utcnow
 from app.problems import Problem, field_problem
 from app.schemas import TelemetryIn
-from app.state import pulse
 from app.telemetry import Reading, TelemetryStoreError, as_utc, is_metric_value, telemetry_store
+from app.web import pulse
 
 bp = Blueprint("telemetry", __name__)
 

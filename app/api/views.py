@@ -16,6 +16,7 @@ from app.models import (
 from app.payload import iso
 from app.secrets import SecretBox, masked
 from app.severity import severity_label
+from app.status import UNSETTLED_JOB_STATUSES
 
 
 def device_view(device: Device) -> dict[str, Any]:
@@ -106,7 +107,7 @@ def job_view(job: NotificationJob) -> dict[str, Any]:
         "event_type": job.event_type,
         "status": job.status,
         "attempts": job.attempts,
-        "next_attempt_at": iso(job.next_attempt_at) if job.status in ("PENDING", "RETRYING", "SENDING") else None,
+        "next_attempt_at": iso(job.next_attempt_at) if job.status in UNSETTLED_JOB_STATUSES else None,
         "last_error": job.last_error,
         "payload": {**job.payload, "job_id": job.job_id},
         "created_at": iso(job.created_at),

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from app.config import DeliverySettings
+from app.status import Event
 
 
 class ChannelConfig(BaseModel):
@@ -45,7 +46,7 @@ class Notification:
 
     @property
     def event_type(self) -> str:
-        return self.payload.get("event_type", "OPEN")
+        return self.payload.get("event_type", Event.OPEN)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ from app.channels.base import (
 from app.channels.errors import PermanentError
 from app.channels.formatting import headline
 from app.channels.http import send_http
+from app.status import Event
 
-EVENT_ACTIONS = {"OPEN": "trigger", "ACKNOWLEDGED": "acknowledge", "CLOSED": "resolve", "TEST": "trigger"}
+EVENT_ACTIONS = {Event.OPEN: "trigger", Event.ACKNOWLEDGED: "acknowledge", Event.CLOSED: "resolve", Event.TEST: "trigger"}
 
 # PagerDuty caps payload.summary at 1024 characters and rejects longer ones
 # (https://developer.pagerduty.com/docs/events-api-v2/trigger-events/).
@@ -48,7 +49,7 @@ def pagerduty_severity(severity: int) -> str:
 
 def dedup_key(notification: Notification) -> str:
     """One key per alert, shared by its trigger, acknowledge and resolve; a test send its own."""
-    if notification.event_type == "TEST":
+    if notification.event_type == Event.TEST:
         return f"pulse-test-{notification.message_id.removeprefix('test-')}"
     return f"pulse-alert-{notification.payload.get('alert_id')}"
 

@@ -27,6 +27,7 @@ from app.channels.base import (
 from app.channels.errors import PermanentError
 from app.channels.formatting import EVENT_WORDS, headline
 from app.channels.http import send_http, url_secrets, webhook_url_field
+from app.status import Event
 
 # Slack's documented error bodies of incoming webhooks
 # (https://api.slack.com/messaging/webhooks#handling_errors): a dead webhook (revoked, its channel
@@ -79,7 +80,7 @@ def _epoch(timestamp: str | None) -> int | None:
 
 def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
     """The incoming-webhook body for one notification payload."""
-    event_type = payload.get("event_type", "OPEN")
+    event_type = payload.get("event_type", Event.OPEN)
     fields = [
         {"title": "Severity", "value": escape(payload.get("severity_label", "")), "short": True},
         {"title": "Event", "value": EVENT_WORDS.get(event_type, event_type.lower()), "short": True},

@@ -38,6 +38,7 @@ from app.channels.http import (
     url_secrets,
     webhook_url_field,
 )
+from app.status import Event
 
 ADAPTIVE_CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 ADAPTIVE_CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -58,7 +59,7 @@ def _by_severity(table: tuple[tuple[int, str], ...], severity: int) -> str:
 
 
 def _facts(payload: dict[str, Any]) -> list[tuple[str, str]]:
-    event_type = payload.get("event_type", "OPEN")
+    event_type = payload.get("event_type", Event.OPEN)
     facts = [
         ("Severity", str(payload.get("severity_label", ""))),
         ("Device", str(payload.get("device_id") or "unknown")),

@@ -1,0 +1,70 @@
+"""The composition root: what one process shares, built from `Settings` and nothing else.
+
+`Services` is Flask-free and Celery-task-free. The web process keeps one on the Flask app
+(`create_app()`), and every Celery process gets one from its Celery application
+(`app.celery_app.PulseCelery.services`), so both wire the same database, secret box, broker
+client, live-event publisher and Redis connection the same way. Every member is made on
+first use: a process pays only for what it touches.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import redis
+
+from app.config import Settings
+from app.db import Database
+from app.dispatch import CeleryEnqueuer
+from app.events import EventPublisher
+from app.secrets import SecretBox
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+
+class Services:
+    """Settings, database, secret box, Celery client, event publisher and Redis of one process."""
+
+    def __init__(self, settings: Settings, celery: Celery | None = None):
+        self.settings = settings
+        # A Celery process passes its own application; the web process makes a client.
+        self._celery = celery
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.database_url)
+
+    @cached_property
+    def box(self) -> SecretBox:
+        return SecretBox(self.settings.secret_key)
+
+    @property
+    def celery(self) -> Celery:
+        """The Celery application messages are sent through, configured from these settings."""
+        if self._celery is None:
+            from app.celery_app import PulseCelery
+
+            self._celery = PulseCelery(self.settings, services=self)
+        return self._celery
+
+    @cached_property
+    def enqueuer(self) -> CeleryEnqueuer:
+        return CeleryEnqueuer(self.celery)
+
+    @cached_property
+    def events(self) -> EventPublisher:
+        return EventPublisher(self.settings.redis_url)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        """The Redis of `REDIS_URL`: live events, rate limits, circuits and bulkheads."""
+        return redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+
+    def close(self) -> None:
+        """Release pooled connections (database, Redis); members are made again on next use."""
+        for name in ("db", "redis"):
+            member = self.__dict__.pop(name, None)
+            if member is not None:
+                member.dispose() if name == "db" else member.close()
