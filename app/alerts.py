@@ -14,11 +14,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.config import DeliverySettings
+from app.db import insert_for
+from app.delivery.jobs import feed_tenant
 from app.models import (
     Alert,
+    AlertEvent,
     Device,
     NotificationChannel,
     NotificationJob,
@@ -39,7 +42,7 @@ class Conflict(Exception):
     """A state change that the alert's current state does not allow."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class NewJob:
     """A job this event created: what the dispatcher needs to send its message."""
 
@@ -78,13 +81,9 @@ def _active_by_fingerprint(session: Session, tenant_id: str, fingerprint: str) -
     ).first()
 
 
-def _insert(session: Session):
-    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
-
-
 def ensure_device(session: Session, tenant_id: str, device_id: str) -> Device:
     """The device, registered (no site, no tags) if this is the first Pulse hears of it."""
-    stmt = _insert(session)(Device).values(tenant_id=tenant_id, device_id=device_id, tags={}, created_at=utcnow())
+    stmt = insert_for(session)(Device).values(tenant_id=tenant_id, device_id=device_id, tags={}, created_at=utcnow())
     session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "device_id"]))
     return session.get(Device, (tenant_id, device_id))
 
@@ -97,7 +96,7 @@ def open_alert(session: Session, tenant_id: str, data: dict[str, Any], now: date
     # One statement decides, even between concurrent requests: the partial unique index on
     # active fingerprints lets exactly one insert through and turns the others into no-ops.
     stmt = (
-        _insert(session)(Alert)
+        insert_for(session)(Alert)
         .values(
             tenant_id=tenant_id,
             device_id=data["device_id"],
@@ -203,6 +202,35 @@ def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: st
     )
 
 
+def _event_id(session: Session, alert: Alert, event_type: str, escalation_step: int, now: datetime) -> int:
+    """The stored event (and its one payload), inserted on first use."""
+    insert = insert_for(session)
+    event_id = session.execute(
+        insert(AlertEvent)
+        .values(
+            tenant_id=alert.tenant_id,
+            alert_id=alert.alert_id,
+            event_type=event_type,
+            escalation_step=escalation_step,
+            # The stored payload leaves job_id out: each job adds its own when it is sent.
+            payload=notification_payload(alert, event_type, None),
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "alert_id", "event_type", "escalation_step"])
+        .returning(AlertEvent.event_id)
+    ).scalar()
+    if event_id is None:
+        event_id = session.scalar(
+            select(AlertEvent.event_id).where(
+                AlertEvent.tenant_id == alert.tenant_id,
+                AlertEvent.alert_id == alert.alert_id,
+                AlertEvent.event_type == event_type,
+                AlertEvent.escalation_step == escalation_step,
+            )
+        )
+    return event_id
+
+
 def create_jobs(
     session: Session, alert: Alert, event_type: str, device: Device | None, now: datetime
 ) -> list[NewJob]:
@@ -225,35 +253,48 @@ def create_jobs(
         site_id=alert.site_id,
         tags=effective_tags(device.tags if device else None, alert.details),
     )
-    insert = _insert(session)
+    matched = match_rules(rules, facts, event_type, enabled)
+    if not matched:
+        return []
     queue = queue_for(alert.severity)
-    # The stored payload leaves job_id out: it is added at send time, when it is known.
-    payload = notification_payload(alert, event_type, None)
-    created: list[NewJob] = []
-    for rule in match_rules(rules, facts, event_type, enabled):
+    event_id = _event_id(session, alert, event_type, 0, now)
+    values = []
+    for rule in matched:
         status = JobStatus.THROTTLED if _throttled(session, alert, rule, event_type, now) else JobStatus.PENDING
-        stmt = (
-            insert(NotificationJob)
-            .values(
-                tenant_id=alert.tenant_id,
-                alert_id=alert.alert_id,
-                channel_id=rule.channel_id,
-                rule_id=rule.rule_id,
-                event_type=event_type,
-                status=status,
-                queue=queue,
-                attempts=0,
-                attempts_at_replay=0,
-                next_attempt_at=now,
-                last_error="throttled" if status == JobStatus.THROTTLED else None,
-                payload=payload,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["tenant_id", "alert_id", "channel_id", "event_type"])
-            .returning(NotificationJob.job_id)
+        values.append(
+            {
+                "tenant_id": alert.tenant_id,
+                "alert_id": alert.alert_id,
+                "channel_id": rule.channel_id,
+                "rule_id": rule.rule_id,
+                "event_id": event_id,
+                "event_type": event_type,
+                "escalation_step": 0,
+                "status": status,
+                "queue": queue,
+                "attempts": 0,
+                "attempts_at_replay": 0,
+                "next_attempt_at": now,
+                "last_error": "throttled" if status == JobStatus.THROTTLED else None,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-        job_id = session.execute(stmt).scalar()
-        if job_id is not None:
-            created.append(NewJob(job_id, queue, status))
-    return created
+    inserted = session.execute(
+        insert_for(session)(NotificationJob)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "alert_id", "channel_id", "event_type", "escalation_step"])
+        .returning(NotificationJob.job_id, NotificationJob.status)
+    ).all()
+    return sorted(NewJob(row.job_id, queue, row.status) for row in inserted)
+
+
+def jobs_to_send(session: Session, outcome: AlertOutcome, settings: DeliverySettings) -> list[tuple[int, str]]:
+    """The jobs whose messages go out after this event commits: the tenant's share of its queue.
+
+    New jobs join their tenant's oldest waiting ones; a tenant with a backlog sends them as
+    its earlier messages are consumed (see `app.delivery.jobs`).
+    """
+    if not outcome.jobs_to_send:
+        return []
+    return feed_tenant(session, outcome.alert.tenant_id, outcome.jobs_to_send[0].queue, settings)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Interval, create_engine, event, func, literal, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 # The value of `app.tenant_id` for Pulse's own cross-tenant work (the sweeper, login).
 SYSTEM_SCOPE = "*"
@@ -72,3 +75,34 @@ def _set_tenant_scope(session: Session, _transaction, connection) -> None:
         text("SELECT set_config('app.tenant_id', :tenant, true)"),
         {"tenant": session.info.get("tenant_id", SYSTEM_SCOPE)},
     )
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_for(session: Session):
+    """The dialect's INSERT construct, which has ON CONFLICT (PostgreSQL and SQLite alike)."""
+    return (postgresql if is_postgres(session) else sqlite).insert
+
+
+def db_now(session: Session) -> ColumnElement:
+    """The database's clock, for leases and due times: `now()` on PostgreSQL.
+
+    SQLite is a file on the machine that runs Pulse: there the process's clock is the
+    database's.
+    """
+    from app.models import UtcDateTime
+
+    if is_postgres(session):
+        return func.now()
+    return literal(datetime.now(timezone.utc), UtcDateTime)
+
+
+def db_after(session: Session, seconds: float) -> ColumnElement:
+    """`seconds` from now on the database's clock."""
+    from app.models import UtcDateTime
+
+    if is_postgres(session):
+        return func.now() + literal(timedelta(seconds=seconds), Interval())
+    return literal(datetime.now(timezone.utc) + timedelta(seconds=seconds), UtcDateTime)

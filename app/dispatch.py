@@ -1,53 +1,99 @@
-"""After an alert event commits: send one Celery message per new job, publish the live event.
+"""Sending the broker messages of jobs once the transaction that chose them has committed.
 
-The database already holds the jobs, so a broker outage here loses nothing: the message is
-skipped with a warning and the sweeper sends it once the broker is back.
+The database already holds the jobs, so a broker outage here loses nothing: a message that
+cannot be sent is logged, its job is marked as waiting without a message, and it is fed again
+(by the next top-up of its tenant, or by the sweeper) once the broker is back.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Protocol
+from typing import TYPE_CHECKING, Iterable, Protocol
+
+from app.delivery.jobs import unmark
+
+if TYPE_CHECKING:
+    from app.db import Database
+    from app.delivery.records import AttemptRecord
 
 log = logging.getLogger(__name__)
+
+DELIVER_TASK = "pulse.deliver"
+RECORD_TASK = "pulse.record_outcome"
+PROBE_TASK = "pulse.queue_probe"
 
 
 class Enqueuer(Protocol):
     """Sends the delivery messages of jobs to their queues."""
 
     def send_many(self, jobs: list[tuple[int, str]]) -> int:
-        """Send `(job_id, queue)` messages in order; stop at the first broker failure."""
+        """Send `(job_id, queue)` messages in order; return how many went before any failure."""
         ...
 
 
 def send_jobs(enqueuer: Enqueuer, jobs: Iterable[tuple[int, str]]) -> int:
-    """Send `(job_id, queue)` messages; a broker failure leaves the rest to the sweeper.
-
-    Returns how many were sent; never raises for a broker outage.
-    """
+    """Send `(job_id, queue)` messages; how many were sent. Never raises for a broker outage."""
     jobs = list(jobs)
     if not jobs:
         return 0
-    try:
-        return enqueuer.send_many(jobs)
-    except Exception as exc:  # the broker is down: the sweeper will send the rest
-        log.warning("broker unavailable, %d job(s) wait for the sweeper: %s", len(jobs), type(exc).__name__)
-        return 0
+    return enqueuer.send_many(jobs)
 
 
 class CeleryEnqueuer:
     """Enqueues `pulse.deliver` through a Celery app, failing fast when the broker is down."""
-
-    TASK = "pulse.deliver"
 
     def __init__(self, celery_app):
         self.celery = celery_app
 
     def send_many(self, jobs: list[tuple[int, str]]) -> int:
         sent = 0
-        # One producer (one broker connection) for the whole batch.
-        with self.celery.producer_or_acquire() as producer:
-            for job_id, queue in jobs:
-                self.celery.send_task(self.TASK, args=[job_id], queue=queue, retry=False, producer=producer)
-                sent += 1
+        try:
+            # One producer (one broker connection) for the whole batch.
+            with self.celery.producer_or_acquire() as producer:
+                for job_id, queue in jobs:
+                    self.celery.send_task(DELIVER_TASK, args=[job_id], queue=queue, retry=False, producer=producer)
+                    sent += 1
+        except Exception as exc:  # the broker is down: the jobs wait in the database
+            log.warning("broker unavailable, %d job(s) wait to be sent again: %s", len(jobs) - sent, type(exc).__name__)
         return sent
+
+    def send_record(self, record: AttemptRecord) -> bool:
+        """Hand an attempt's outcome to the results task (the database was unreachable)."""
+        try:
+            self.celery.send_task(RECORD_TASK, args=[record.as_message()], queue=record.queue, retry=False)
+        except Exception as exc:
+            log.warning("broker unavailable for the results task: %s", type(exc).__name__, extra={"job_id": record.job_id})
+            return False
+        return True
+
+
+    def send_probes(self, queues, sent_at: float) -> None:
+        """One probe message down each queue (see app.delivery.sweep)."""
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                for queue in queues:
+                    self.celery.send_task(PROBE_TASK, args=[queue, sent_at], queue=queue, retry=False, producer=producer)
+        except Exception as exc:
+            log.warning("broker unavailable for the queue probes: %s", type(exc).__name__)
+
+
+class Dispatcher:
+    """Sends jobs' messages; those the broker did not take go back to waiting in the database."""
+
+    def __init__(self, db: Database, enqueuer: CeleryEnqueuer):
+        self.db = db
+        self.enqueuer = enqueuer
+
+    def send(self, jobs: Iterable[tuple[int, str]]) -> int:
+        jobs = list(jobs)
+        sent = send_jobs(self.enqueuer, jobs)
+        if sent < len(jobs):
+            try:
+                with self.db.session() as session:
+                    unmark(session, [job_id for job_id, _ in jobs[sent:]])
+            except Exception as exc:  # the sweeper finds them by the queue's watermark instead
+                log.warning("could not mark %d unsent job(s): %s", len(jobs) - sent, type(exc).__name__)
+        return sent
+
+    def send_record(self, record: AttemptRecord) -> bool:
+        return self.enqueuer.send_record(record)

@@ -18,10 +18,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from app.status import AlertStatus, Event, JobStatus
@@ -161,15 +162,65 @@ class RoutingRule(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class AlertEvent(Base):
+    """One event of one alert (an open, acknowledge, close or escalation step) that has jobs.
+
+    Its notification payload is stored here once, however many channels deliver it.
+    """
+
+    __tablename__ = "alert_events"
+    __table_args__ = (UniqueConstraint("tenant_id", "alert_id", "event_type", "escalation_step"),)
+
+    event_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"))
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(16))
+    escalation_step: Mapped[int] = mapped_column(Integer, default=0)
+    # The payload of DESIGN §7 without `job_id`, which each job adds when it is sent.
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# The states a job waits in without a broker message, and why (`NotificationJob.hold`).
+HOLD_CHANNEL_BUSY = "channel_busy"  # its channel had DELIVERY_CONCURRENCY_PER_CHANNEL attempts in flight
+HOLD_CIRCUIT_OPEN = "circuit_open"  # its channel's circuit breaker was open
+
+
 class NotificationJob(Base):
     __tablename__ = "notification_jobs"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "alert_id", "channel_id", "event_type"),
+        # One job per alert event (and escalation step) and channel, ever.
+        UniqueConstraint("tenant_id", "alert_id", "channel_id", "event_type", "escalation_step", name="uq_notification_jobs_event_channel"),
         # The sweeper's and the dead-letter queue's scans.
         Index("ix_notification_jobs_status_next", "status", "next_attempt_at"),
         Index("ix_notification_jobs_tenant_created", "tenant_id", "job_id"),
         # The throttle's look-back: same channel, recent OPEN jobs.
         Index("ix_notification_jobs_throttle", "channel_id", "event_type", "created_at"),
+        # Jobs waiting without a broker message, in the order they are fed to the broker.
+        Index(
+            "ix_notification_jobs_unqueued",
+            "tenant_id",
+            "queue",
+            "job_id",
+            postgresql_where=text("enqueued_at IS NULL AND status IN ('PENDING', 'RETRYING')"),
+            sqlite_where=text("enqueued_at IS NULL AND status IN ('PENDING', 'RETRYING')"),
+        ),
+        # Jobs with a message in the broker: a tenant's share of a queue is counted here.
+        Index(
+            "ix_notification_jobs_queued",
+            "tenant_id",
+            "queue",
+            postgresql_where=text("enqueued_at IS NOT NULL AND status IN ('PENDING', 'RETRYING')"),
+            sqlite_where=text("enqueued_at IS NOT NULL AND status IN ('PENDING', 'RETRYING')"),
+        ),
+        # Jobs held for their channel (busy, or its circuit open).
+        Index(
+            "ix_notification_jobs_held",
+            "channel_id",
+            "job_id",
+            postgresql_where=text("hold IS NOT NULL"),
+            sqlite_where=text("hold IS NOT NULL"),
+        ),
     )
 
     job_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -181,25 +232,39 @@ class NotificationJob(Base):
     rule_id: Mapped[int | None] = mapped_column(
         ForeignKey("notification_routing_rules.rule_id", ondelete="SET NULL")
     )
+    event_id: Mapped[int] = mapped_column(ForeignKey("alert_events.event_id", ondelete="CASCADE"), index=True)
     event_type: Mapped[str] = mapped_column(String(16))
+    escalation_step: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
     # Which queue the job's messages go to (from the alert's severity at dispatch).
     queue: Mapped[str] = mapped_column(String(32), default="pulse.default")
+    # Every attempt ever made, replays included; the number of the current attempt is the
+    # fencing token of its claim.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # `attempts` when the job was last replayed: the dead-letter budget counts from here.
     attempts_at_replay: Mapped[int] = mapped_column(Integer, default=0)
-    # PENDING/RETRYING: when the next attempt is due. SENDING: when the claim expires.
+    # PENDING/RETRYING: when the next attempt is due. SENDING: when the claim's lease ends.
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # When the job's latest broker message was sent; null while it waits without one.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Why a waiting job is held back for its channel (HOLD_*), or null.
+    hold: Mapped[str | None] = mapped_column(String(16))
     last_error: Mapped[str | None] = mapped_column(Text)
-    payload: Mapped[dict[str, Any]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    replayed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    # The event's payload, read from its one stored copy.
+    payload: Mapped[dict[str, Any]] = column_property(
+        select(AlertEvent.payload).where(AlertEvent.event_id == event_id).correlate_except(AlertEvent).scalar_subquery()
+    )
 
 
 class DeliveryLog(Base):
     __tablename__ = "delivery_log"
-    __table_args__ = (Index("ix_delivery_log_job_attempt", "job_id", "attempt"),)
+    # One row per attempt: a late outcome of an attempt updates its row, never adds one.
+    __table_args__ = (UniqueConstraint("job_id", "attempt"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"), index=True)
@@ -231,6 +296,7 @@ TENANT_TABLES = (
     "alerts",
     "notification_channels",
     "notification_routing_rules",
+    "alert_events",
     "notification_jobs",
     "delivery_log",
     "telemetry",

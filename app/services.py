@@ -16,8 +16,14 @@ import redis
 
 from app.config import Settings
 from app.db import Database
-from app.dispatch import CeleryEnqueuer
+from app.delivery.admission import ChannelAdmission
+from app.delivery.outbox import OutcomeOutbox
+from app.delivery.policy import claim_lease
+from app.delivery.service import ChannelConfigs, Deliveries
+from app.delivery.sweep import Sweeper, Watermarks
+from app.dispatch import CeleryEnqueuer, Dispatcher
 from app.events import EventPublisher
+from app.maintenance import sweep_grace
 from app.secrets import SecretBox
 
 if TYPE_CHECKING:
@@ -52,6 +58,43 @@ class Services:
     @cached_property
     def enqueuer(self) -> CeleryEnqueuer:
         return CeleryEnqueuer(self.celery)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.db, self.enqueuer)
+
+    @cached_property
+    def admission(self) -> ChannelAdmission:
+        return ChannelAdmission(self.redis, self.settings.delivery, claim_lease(self.settings.delivery).total_seconds())
+
+    @cached_property
+    def deliveries(self) -> Deliveries:
+        """The delivery workflow (a worker's task and results hook)."""
+        return Deliveries(
+            self.db,
+            self.settings.delivery,
+            self.admission,
+            self.dispatcher,
+            OutcomeOutbox(self.redis),
+            ChannelConfigs(self.box),
+        )
+
+    @cached_property
+    def watermarks(self) -> Watermarks:
+        return Watermarks(self.redis)
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        """The beat's sweep of the jobs table."""
+        return Sweeper(
+            self.db,
+            self.settings.delivery,
+            sweep_grace(self.settings),
+            self.admission,
+            self.dispatcher,
+            OutcomeOutbox(self.redis),
+            self.watermarks,
+        )
 
     @cached_property
     def events(self) -> EventPublisher:

@@ -1,30 +1,24 @@
-"""Beat tasks: re-send jobs whose message was lost; purge old records."""
+"""Beat tasks: the sweep of the jobs table, the queue probes, retention."""
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
-from app.delivery import find_lost
-from app.dispatch import send_jobs
-from app.maintenance import purge_old_records, sweep_grace
+from app.maintenance import purge_old_records
 from app.models import utcnow
 from tasks import celery
-
-log = logging.getLogger(__name__)
 
 
 @celery.task(name="pulse.sweep_lost_jobs", ignore_result=True)
 def sweep_lost_jobs() -> int:
-    """Send again every job whose message is overdue: the database is the source of truth."""
-    services = celery.services
-    with services.db.session() as session:
-        lost = find_lost(session, utcnow(), sweep_grace(services.settings))
-    if lost:
-        sent = send_jobs(services.enqueuer, lost)
-        log.warning("sweeper re-sent %d of %d lost job(s)", sent, len(lost))
-        return sent
-    return 0
+    """Expired leases and jobs, lost messages, due and held jobs (app.delivery.sweep)."""
+    return len(celery.services.sweeper.run().to_send)
+
+
+@celery.task(name="pulse.queue_probe", ignore_result=True)
+def queue_probe(queue: str, sent_at: float) -> None:
+    """A probe came out of `queue`: every message sent down it before `sent_at` has too."""
+    celery.services.watermarks.advance(queue, sent_at)
 
 
 @celery.task(name="pulse.purge_old_records", ignore_result=True)

@@ -19,7 +19,6 @@ from app.api.common import (
     tenant_session,
 )
 from app.api.views import alert_view
-from app.dispatch import send_jobs
 from app.models import Alert
 from app.problems import Problem, not_found
 from app.schemas import AlertCreate
@@ -31,15 +30,18 @@ bp = Blueprint("alerts", __name__)
 STATUSES = tuple(AlertStatus)
 
 
-def _answer(outcome: lifecycle.AlertOutcome, status: int):
-    """Send the new jobs and the live event, then answer with the alert and `jobs_queued`."""
+def _answer(outcome: lifecycle.AlertOutcome, to_send: list[tuple[int, str]], status: int):
+    """Send the jobs' messages and the live event, then answer with the alert and `jobs_queued`."""
     state = pulse()
     view = alert_view(outcome.alert)
-    to_send = [(job.job_id, job.queue) for job in outcome.jobs_to_send]
-    send_jobs(state.enqueuer, to_send)
+    state.dispatcher.send(to_send)
     if outcome.event:
         state.events.alert_changed(outcome.alert.tenant_id, outcome.event, view)
-    return {**view, "jobs_queued": len(to_send)}, status
+    return {**view, "jobs_queued": len(outcome.jobs_to_send)}, status
+
+
+def _to_send(session, outcome: lifecycle.AlertOutcome) -> list[tuple[int, str]]:
+    return lifecycle.jobs_to_send(session, outcome, pulse().settings.delivery)
 
 
 @bp.post("/alerts")
@@ -47,7 +49,8 @@ def open_alert():
     body = parse_body(AlertCreate)
     with tenant_session() as session:
         outcome = lifecycle.open_alert(session, tenant_id(), body.model_dump())
-    return _answer(outcome, 201 if outcome.created else 200)
+        to_send = _to_send(session, outcome)
+    return _answer(outcome, to_send, 201 if outcome.created else 200)
 
 
 @bp.get("/alerts")
@@ -87,9 +90,10 @@ def acknowledge(alert_id: str):
             outcome = lifecycle.acknowledge_alert(session, tenant_id(), _alert_id(alert_id))
             if outcome is None:
                 raise not_found("alert")
+            to_send = _to_send(session, outcome)
     except lifecycle.Conflict as exc:
         raise Problem(409, str(exc)) from None
-    return _answer(outcome, 200)
+    return _answer(outcome, to_send, 200)
 
 
 @bp.post("/alerts/<alert_id>/close")
@@ -98,4 +102,5 @@ def close(alert_id: str):
         outcome = lifecycle.close_alert(session, tenant_id(), _alert_id(alert_id))
         if outcome is None:
             raise not_found("alert")
-    return _answer(outcome, 200)
+        to_send = _to_send(session, outcome)
+    return _answer(outcome, to_send, 200)

@@ -18,8 +18,7 @@ from app.api.common import (
     tenant_session,
 )
 from app.api.views import job_view, log_view
-from app.delivery import replay
-from app.dispatch import send_jobs
+from app.delivery.jobs import feed_tenant, not_superseded, replay
 from app.models import DeliveryLog, NotificationJob
 from app.problems import Problem
 from app.schemas import BulkReplay
@@ -70,12 +69,13 @@ def read_delivery(job_id: str):
 def replay_one(job_id: str):
     with tenant_session() as session:
         job = get_job(session, job_id)
-        if not replay(session, job):
-            raise Problem(409, f"only a FAILED delivery can be replayed; this one is {job.status}")
-        session.flush()
+        refusal = replay(session, job)
+        if refusal:
+            raise Problem(409, refusal)
+        to_send = feed_tenant(session, job.tenant_id, job.queue, pulse().settings.delivery)
+        session.refresh(job)
         view = job_view(job)
-        target = (job.job_id, job.queue)
-    send_jobs(pulse().enqueuer, [target])
+    pulse().dispatcher.send(to_send)
     return view, 202
 
 
@@ -83,7 +83,9 @@ def replay_one(job_id: str):
 def replay_many():
     body = parse_body(BulkReplay)
     with tenant_session() as session:
-        stmt = select(NotificationJob).where(NotificationJob.tenant_id == tenant_id(), NotificationJob.status == JobStatus.FAILED)
+        stmt = select(NotificationJob).where(
+            NotificationJob.tenant_id == tenant_id(), NotificationJob.status == JobStatus.FAILED, not_superseded()
+        )
         if body.channel_id is not None:
             stmt = stmt.where(NotificationJob.channel_id == body.channel_id)
         if body.since is not None:
@@ -93,6 +95,8 @@ def replay_many():
             return {"would_replay": len(jobs)}, 200
         for job in jobs:
             replay(session, job)
-        targets = [(job.job_id, job.queue) for job in jobs]
-    send_jobs(pulse().enqueuer, targets)
-    return {"replayed": len(targets)}, 202
+        to_send = []
+        for queue in sorted({job.queue for job in jobs}):
+            to_send += feed_tenant(session, tenant_id(), queue, pulse().settings.delivery)
+    pulse().dispatcher.send(to_send)
+    return {"replayed": len(jobs)}, 202
