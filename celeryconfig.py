@@ -28,9 +28,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUES[-1],
         "task_create_missing_queues": True,
         "broker_transport_options": {
-            # Longer than the longest retry delay: a retry held by a worker (its ETA in the
-            # future) must never be redelivered to another worker as if it had been lost.
-            "visibility_timeout": settings.delivery.longest_delay_seconds + 3600,
+            # Longer than the longest ETA message (later retries wait in the database): a
+            # retry held by a worker must never be redelivered to another as if it were lost.
+            "visibility_timeout": settings.delivery.eta_retry_max_seconds + 3600,
             # Critical first: the worker asks the queues in the order it was given them.
             "queue_order_strategy": "priority",
             "socket_connect_timeout": 2,

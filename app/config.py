@@ -118,6 +118,7 @@ class Environment(BaseSettings):
     DELIVERY_MAX_AGE_SECONDS: float = Field(86400, gt=0)
     DELIVERY_CONCURRENCY_PER_CHANNEL: int = Field(4, ge=1, le=1000)
     PULSE_TENANT_QUEUE_DEPTH: int = Field(32, ge=1, le=10000)
+    PULSE_ETA_RETRY_MAX_SECONDS: float = Field(300, ge=0, le=3600)
     CIRCUIT_FAILURE_THRESHOLD: int = Field(5, ge=1)
     CIRCUIT_OPEN_SECONDS: float = Field(30, gt=0, le=CIRCUIT_OPEN_MAX_SECONDS)
     TRUSTED_CA_DIR: str | None = None
@@ -184,6 +185,9 @@ class DeliverySettings:
     concurrency_per_channel: int = 4
     # Messages of one tenant waiting in one queue at most; the rest wait in the database.
     tenant_queue_depth: int = 32
+    # A retry due at most this far ahead goes out as a Celery ETA message; a later one waits
+    # in the database and the beat sends it when due.
+    eta_retry_max_seconds: float = 300
     circuit_failure_threshold: int = 5
     circuit_open_seconds: float = 30
     trusted_ca_dir: str | None = None
@@ -264,6 +268,7 @@ class Settings:
                 max_age_seconds=env.DELIVERY_MAX_AGE_SECONDS,
                 concurrency_per_channel=env.DELIVERY_CONCURRENCY_PER_CHANNEL,
                 tenant_queue_depth=env.PULSE_TENANT_QUEUE_DEPTH,
+                eta_retry_max_seconds=env.PULSE_ETA_RETRY_MAX_SECONDS,
                 circuit_failure_threshold=env.CIRCUIT_FAILURE_THRESHOLD,
                 circuit_open_seconds=env.CIRCUIT_OPEN_SECONDS,
                 trusted_ca_dir=env.TRUSTED_CA_DIR,

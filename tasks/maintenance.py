@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from app.delivery.service import DATABASE_ERRORS
 from app.maintenance import purge_old_records
 from app.models import utcnow
 from tasks import celery
+
+log = logging.getLogger(__name__)
 
 
 @celery.task(name="pulse.sweep_lost_jobs", ignore_result=True)
 def sweep_lost_jobs() -> int:
     """Expired leases and jobs, lost messages, due and held jobs (app.delivery.sweep)."""
-    return len(celery.services.sweeper.run().to_send)
+    try:
+        return len(celery.services.sweeper.run().to_send)
+    except DATABASE_ERRORS as exc:
+        # An outage, not a bug: the next sweep does the work once the database is back.
+        log.warning("sweep skipped, the database is unavailable: %s", type(getattr(exc, "orig", exc)).__name__)
+        return 0
 
 
 @celery.task(name="pulse.queue_probe", ignore_result=True)

@@ -200,6 +200,14 @@ class Receiver:
     default: tuple[int, dict[str, str], bytes] = (200, {}, b"ok")
     delay: float = 0.0
     requests: list[Received] = field(default_factory=list)
+    # Requests being answered now, and the most there ever were at once (per path prefix).
+    in_flight: int = 0
+    max_in_flight: int = 0
+    # Decides the answer from the request itself when set (else the scripts and the default).
+    responder: Callable[[Received], tuple[int, dict[str, str], bytes]] | None = None
+    # While set to an unset Event, every answer waits for it (at most `hold_seconds`).
+    hold: threading.Event | None = None
+    hold_seconds: float = 1.5
     _scripts: dict[str, list[tuple[int, dict[str, str], bytes]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -213,11 +221,23 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with receiver._lock:
-                    receiver.requests.append(Received(self.command, self.path, dict(self.headers.items()), body, time.time()))
+                    request = Received(self.command, self.path, dict(self.headers.items()), body, time.time())
+                    receiver.requests.append(request)
                     script = receiver._scripts.get(self.path)
-                    status, headers, answer = script.pop(0) if script else receiver.default
-                if receiver.delay:
-                    time.sleep(receiver.delay)
+                    if receiver.responder is not None:
+                        status, headers, answer = receiver.responder(request)
+                    else:
+                        status, headers, answer = script.pop(0) if script else receiver.default
+                    receiver.in_flight += 1
+                    receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
+                try:
+                    if receiver.hold is not None:
+                        receiver.hold.wait(receiver.hold_seconds)
+                    if receiver.delay:
+                        time.sleep(receiver.delay)
+                finally:
+                    with receiver._lock:
+                        receiver.in_flight -= 1
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -299,3 +319,71 @@ def settled(client, tenant: Tenant, count: int) -> list[dict] | None:
     if len(jobs) >= count and all(job["status"] in ("DELIVERED", "FAILED", "THROTTLED") for job in jobs):
         return jobs
     return None
+
+
+def settings_with(env: dict[str, str]):
+    """The settings a process started with this run's environment plus `env` would read."""
+    from app.config import Settings
+
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        return Settings.from_env()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class PrivateStack:
+    """The API and its own worker (and beat) on a broker database nothing else in the suite uses.
+
+    Tests that change what a worker does (its settings, killing it) run their jobs here, so
+    the session's worker never takes one of them, and theirs never take the session's. The
+    API reads the same settings as the stack's processes.
+    """
+
+    def __init__(self, broker_db: int, env: dict[str, str] | None = None):
+        from app import create_app
+
+        base = os.environ["PULSE_TEST_REDIS_URL"].rsplit("/", 1)[0]
+        self.broker_url = f"{base}/{broker_db}"
+        self.env = {"CELERY_BROKER_URL": self.broker_url, **(env or {})}
+        self.flush_broker()
+        self.app = create_app(settings_with(self.env), test_config={"TESTING": True})
+        self.client = self.app.test_client()
+        self.processes: list[CeleryProcess] = []
+
+    def flush_broker(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.broker_url)
+        client.flushdb()
+        client.close()
+
+    def worker(self, name: str = "worker", concurrency: int = 8, **env: str) -> WorkerProcess:
+        process = WorkerProcess(name, {**self.env, **env}, concurrency=concurrency)
+        process.start()
+        self.processes.append(process)
+        return process
+
+    def beat(self, **env: str) -> BeatProcess:
+        process = BeatProcess("beat", {**self.env, **env})
+        process.start()
+        self.processes.append(process)
+        return process
+
+    def tenant(self) -> Tenant:
+        return make_tenant(self.app)
+
+    @property
+    def db(self):
+        return self.app.extensions["pulse"].db
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.flush_broker()
+        self.app.extensions["pulse"].db.dispose()

@@ -149,3 +149,26 @@ def test_critical_alerts_do_not_wait_behind_minor_ones(fault_app, processes, rec
     # then high, and the minor backlog after them.
     assert order.index("fire") <= 1, order
     assert order.index("leak") == order.index("fire") + 1, order
+
+
+def test_one_of_two_workers_killed_mid_delivery_the_other_goes_on(fault_app, processes, receiver):
+    client = fault_app.test_client()
+    tenant = make_tenant(fault_app)
+    receiver.delay = 1.5
+    channel = create_channel(client, tenant, "webhook", {"url": receiver.url()})
+    create_rule(client, tenant, channel["channel_id"])
+    doomed = processes(WorkerProcess("doomed", ENV, concurrency=2))
+    survivor = processes(WorkerProcess("survivor", ENV, concurrency=2))
+    processes(BeatProcess("beat", ENV))
+    for number in range(8):
+        post_alert(client, tenant, device_id=f"pump-{number}")
+    wait_for(lambda: "pulse.deliver" in doomed.log() and len(receiver.at()) >= 3, message="both workers to be sending")
+    doomed.kill()
+
+    jobs = wait_for(lambda: all_settled(client, tenant, 8), timeout=90, message="every job, the killed worker's too")
+    assert {job["status"] for job in jobs} == {"DELIVERED"}
+    received = [r.headers["webhook-id"] for r in receiver.at()]
+    assert sorted(set(received), key=int) == sorted((str(job["job_id"]) for job in jobs), key=int)
+    # Only what the killed worker had in flight (its two threads) is sent twice.
+    assert len(received) - len(set(received)) <= 2
+    assert "succeeded" in survivor.log()

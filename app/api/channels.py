@@ -70,6 +70,11 @@ def _validated(channel_type: str, config: dict[str, Any]) -> tuple[dict[str, Any
     return split_secrets(full, sender.secret_fields)
 
 
+def _health(channel: NotificationChannel):
+    """The channel's circuit breaker, as every channel answer carries it."""
+    return pulse().admission.health([channel.channel_id])[channel.channel_id]
+
+
 @bp.post("/channels")
 def create_channel():
     body = parse_body(ChannelCreate)
@@ -89,7 +94,7 @@ def create_channel():
         )
         session.add(channel)
         session.flush()
-        return channel_view(channel, state.box), 201
+        return channel_view(channel, state.box, _health(channel)), 201
 
 
 @bp.get("/channels")
@@ -97,13 +102,14 @@ def list_channels():
     box = pulse().box
     with tenant_session() as session:
         stmt = select(NotificationChannel).where(NotificationChannel.tenant_id == tenant_id())
-        return paginate(session, stmt, NotificationChannel.channel_id, lambda c: channel_view(c, box))
+        return paginate(session, stmt, NotificationChannel.channel_id, lambda c: channel_view(c, box, _health(c)))
 
 
 @bp.get("/channels/<channel_id>")
 def read_channel(channel_id: str):
     with tenant_session() as session:
-        return channel_view(get_channel(session, channel_id), pulse().box)
+        channel = get_channel(session, channel_id)
+        return channel_view(channel, pulse().box, _health(channel))
 
 
 @bp.patch("/channels/<channel_id>")
@@ -126,7 +132,7 @@ def update_channel(channel_id: str):
             channel.is_enabled = body.is_enabled
         channel.updated_at = utcnow()
         session.flush()
-        return channel_view(channel, box)
+        return channel_view(channel, box, _health(channel))
 
 
 @bp.delete("/channels/<channel_id>")
@@ -174,4 +180,7 @@ def test_channel(channel_id: str):
         retry = " (temporary: a later attempt may succeed)" if isinstance(exc, TransientError) else ""
         raise Problem(502, f"test send failed: {exc}{retry}", title="Bad Gateway") from None
     duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    # The receiver answered: an open circuit need not wait for its probe.
+    if state.admission.close(channel.channel_id):
+        state.deliveries.reopen(channel.channel_id)
     return {"status": "ok", "duration_ms": duration_ms, "status_code": result.status_code, "message_id": message_id}

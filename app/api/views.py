@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.channels import get_sender
+from app.delivery.admission import Health
 from app.models import (
     Alert,
     DeliveryLog,
@@ -48,7 +49,7 @@ def alert_view(alert: Alert) -> dict[str, Any]:
     }
 
 
-def channel_view(channel: NotificationChannel, box: SecretBox) -> dict[str, Any]:
+def channel_view(channel: NotificationChannel, box: SecretBox, health: Health | None = None) -> dict[str, Any]:
     sender = get_sender(channel.channel_type)
     return {
         "channel_id": channel.channel_id,
@@ -57,6 +58,7 @@ def channel_view(channel: NotificationChannel, box: SecretBox) -> dict[str, Any]
         "channel_type": sender.channel_type,
         "config": masked(channel.config or {}, box.decrypt(channel.encrypted_secrets), sender.secret_fields),
         "is_enabled": channel.is_enabled,
+        "health": (health or Health()).view(),
         "created_at": iso(channel.created_at),
         "updated_at": iso(channel.updated_at),
     }

@@ -11,11 +11,6 @@ from datetime import timedelta
 
 from app.config import DeliverySettings
 
-# A retry due at most this far ahead goes out as a Celery ETA message (Celery's autoretry);
-# a later one waits in the database (RETRYING, next_attempt_at) and the beat sends it when
-# due, so that no worker holds it in memory for hours and a broker flush cannot lose it.
-ETA_MESSAGE_MAX_SECONDS = 300.0
-
 # How late a message may come compared with the job's schedule and still be let in: Celery's
 # ETA and the database's clock disagree by milliseconds, not seconds.
 SCHEDULE_TOLERANCE = timedelta(seconds=2)
@@ -47,6 +42,17 @@ def retry_delay(attempt: int, settings: DeliverySettings, retry_after: float | N
     if retry_after is not None:
         delay = max(delay, min(float(retry_after), settings.longest_delay_seconds))
     return delay
+
+
+def by_eta_message(delay: float, settings: DeliverySettings) -> bool:
+    """Whether a retry `delay` seconds ahead goes out as a Celery ETA message (autoretry).
+
+    Only a short one does (`PULSE_ETA_RETRY_MAX_SECONDS`, five minutes): a later retry waits
+    in the database (RETRYING, next_attempt_at) and the beat sends it when due, so that no
+    worker holds it in memory for hours and neither a worker restart nor a broker flush can
+    lose or hasten it.
+    """
+    return delay <= settings.eta_retry_max_seconds
 
 
 def attempts_left(budget_attempt: int, settings: DeliverySettings) -> bool:

@@ -34,7 +34,7 @@ from app.delivery.jobs import (
     release_circuit_holds,
 )
 from app.delivery.outbox import OutcomeOutbox
-from app.delivery.policy import ETA_MESSAGE_MAX_SECONDS, attempts_left, retry_delay
+from app.delivery.policy import attempts_left, by_eta_message, retry_delay
 from app.delivery.records import AttemptFailed, AttemptRecord, RetryableAttemptFailed
 from app.dispatch import Dispatcher
 from app.models import HOLD_CHANNEL_BUSY, HOLD_CIRCUIT_OPEN, NotificationChannel
@@ -182,7 +182,7 @@ class Deliveries:
             failure.status_code,
             detail,
             retry_in=retry_in,
-            eta_message=retry_in is not None and retry_in <= ETA_MESSAGE_MAX_SECONDS,
+            eta_message=retry_in is not None and by_eta_message(retry_in, self.settings),
             counts_for_circuit=circuit != outcomes.NEUTRAL,
         )
         self._release(claimed, circuit, detail)

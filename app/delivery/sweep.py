@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import redis
-from sqlalchemy import and_, distinct, func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import DeliverySettings
@@ -195,7 +195,7 @@ def feed_due(session: Session, settings: DeliverySettings, report: SweepReport) 
         .where(waiting)
         .subquery()
     )
-    pairs = session.execute(select(distinct(ranked.c.tenant_id), ranked.c.queue)).all()
+    pairs = session.execute(select(ranked.c.tenant_id, ranked.c.queue).distinct()).all()
     chosen: list[int] = []
     for tenant_id, queue in pairs:
         room = settings.tenant_queue_depth - session.scalar(select(queued_count(session, tenant_id, queue)))
