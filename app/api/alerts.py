@@ -18,12 +18,12 @@ from app.api.common import (
     tenant_id,
     tenant_session,
 )
-from app.api.views import alert_view
 from app.dispatch import send_jobs
 from app.models import Alert
 from app.problems import Problem, not_found
 from app.schemas import AlertCreate
 from app.status import AlertStatus
+from app.views import alert_view
 from app.web import pulse
 
 bp = Blueprint("alerts", __name__)

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from app.api.common import paginate, parse_body, path_id, tenant_id, tenant_session
-from app.api.views import channel_view
 from app.blocking import run_blocking
 from app.channels import (
     SENDERS,
@@ -34,6 +33,7 @@ from app.secrets import (
 )
 from app.severity import severity_label
 from app.status import Event
+from app.views import channel_view
 from app.web import pulse
 
 bp = Blueprint("channels", __name__)

@@ -17,13 +17,13 @@ from app.api.common import (
     tenant_id,
     tenant_session,
 )
-from app.api.views import job_view, log_view
 from app.delivery import replay
 from app.dispatch import send_jobs
 from app.models import DeliveryLog, NotificationJob
 from app.problems import Problem
 from app.schemas import BulkReplay
 from app.status import JobStatus
+from app.views import job_view, log_view
 from app.web import pulse
 
 bp = Blueprint("deliveries", __name__)

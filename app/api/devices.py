@@ -19,10 +19,10 @@ from app.api.common import (
     tenant_id,
     tenant_session,
 )
-from app.api.views import device_view
 from app.models import Device, utcnow
 from app.problems import Problem, not_found
 from app.schemas import DeviceCreate, DeviceUpdate
+from app.views import device_view
 
 bp = Blueprint("devices", __name__)
 

@@ -6,10 +6,10 @@ from flask import Blueprint
 from sqlalchemy import select
 
 from app.api.common import paginate, parse_body, path_id, tenant_id, tenant_session
-from app.api.views import RULE_FIELDS, rule_view
 from app.models import NotificationChannel, RoutingRule
 from app.problems import Problem, field_problem
 from app.schemas import RuleCreate, RuleUpdate
+from app.views import RULE_FIELDS, rule_view
 
 bp = Blueprint("rules", __name__)
 

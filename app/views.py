@@ -1,4 +1,5 @@
-"""JSON views of the resources, keyed as in the data model and never wrapped."""
+"""JSON views of the resources, keyed as in the data model and never wrapped: what the API answers
+and the live feed pushes."""
 
 from __future__ import annotations
 
