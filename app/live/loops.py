@@ -30,7 +30,7 @@ from app.live.hub import Hub
 from app.models import Alert
 from app.status import ACTIVE_ALERT_STATUSES
 from app.telemetry import Reading, TelemetryStore, TelemetryStoreError
-from app.views import alert_view
+from app.views import AlertView
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def active_alerts(db: Database, tenant_id: str, limit: int = ALERT_LIST_LIMIT) -
             .order_by(Alert.alert_id.desc())
             .limit(limit)
         ).all()
-        return [alert_view(alert) for alert in rows]
+        return [AlertView.of(alert).model_dump(mode="json") for alert in rows]
 
 
 def telemetry_message(device_id: str, reading: Reading) -> dict[str, Any]:
