@@ -36,6 +36,7 @@ ERRORS = {
     409: "Invalid state change or duplicate",
     413: "Body over 1 MiB",
     422: "Validation error; `errors` lists the field paths",
+    429: "Rate limited; `Retry-After` says in how many seconds to try again",
     502: "The receiver did not take the notification; `detail` says what it answered",
     503: "The database or the telemetry store is unavailable; try again shortly",
 }
