@@ -14,7 +14,8 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """The Flask application: REST API, WebSocket, web UI, health and metrics."""
-    from app import api, cli, health, live, problems, telemetry, ui, web, ws
+    from app import api, cli, health, problems, telemetry, ui, web
+    from app.live import ws
     from app.services import Services
 
     settings = settings or Settings.from_env()
@@ -25,7 +26,6 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         app.config.update(test_config)
     web.init_app(app, Services(settings))
     telemetry.init_app(app)
-    live.init_app(app)
     problems.init_app(app)
     ws.init_app(app)
     api.init_app(app)

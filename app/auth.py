@@ -1,4 +1,4 @@
-"""Passwords, JWTs and the roles of the API.
+"""Passwords, JWTs, the roles of the API, and who may open the live feed.
 
 HS256 tokens are issued by Pulse and signed with SECRET_KEY's UTF-8 bytes; RS256 tokens from
 an external identity provider are accepted when JWT_PUBLIC_KEY is set (with JWT_ISSUER and
@@ -17,6 +17,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.config import Settings
 
 ROLES = ("customer_admin", "customer_viewer")
+# Close codes of the live feed's handshake (DESIGN §8).
+CLOSE_UNAUTHENTICATED = 4001
+CLOSE_FORBIDDEN = 4003
 # Checked by PyJWT; `tenant_id` and `role` are checked after the signature (see MissingScope).
 REQUIRED_CLAIMS = ["exp", "iat", "sub"]
 LEEWAY_SECONDS = 30
@@ -115,3 +118,32 @@ def _non_empty_string(value: object) -> bool:
 
 def principal_from_claims(claims: dict) -> Principal:
     return Principal(subject=claims["sub"], tenant_id=claims["tenant_id"], role=claims["role"])
+
+
+class Refused(Exception):
+    """The live feed refuses a connection: it is closed with `code`."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def authorize(settings: Settings, token: str | None) -> Principal:
+    """The caller named by the `?token=` of a feed connection; Refused(4001 or 4003) otherwise.
+
+    4001: no token, or one that is malformed, forged or expired. 4003: a genuine token whose
+    role is not a customer role, or that names no tenant (the REST API answers such a token
+    with 401; the feed's contract tells the two apart).
+    """
+    if not token:
+        raise Refused(CLOSE_UNAUTHENTICATED, "a token is required: connect to /api/v2/ws?token=<JWT>")
+    try:
+        claims = decode_token(settings, token)
+    except MissingScope:
+        raise Refused(CLOSE_FORBIDDEN, "the token names no tenant or no role") from None
+    except InvalidToken as exc:
+        raise Refused(CLOSE_UNAUTHENTICATED, str(exc)) from None
+    if claims["role"] not in ROLES:
+        raise Refused(CLOSE_FORBIDDEN, f"role {claims['role']!r} has no access to the live feed")
+    return principal_from_claims(claims)

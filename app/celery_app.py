@@ -17,6 +17,11 @@ from celery import Celery
 from app.config import Settings
 from app.services import Services
 
+# Imported now, not when Celery first configures the app: the celery command line puts the
+# project directory on sys.path only while it imports `-A tasks`, and a failed import inside
+# Celery's on_configure signal is swallowed, leaving Celery's defaults (amqp://localhost).
+from celeryconfig import celery_config
+
 
 class PulseCelery(Celery):
     """A Celery application that knows Pulse's settings and the services built from them."""
@@ -45,8 +50,6 @@ class PulseCelery(Celery):
             return self._services
 
     def _configure(self, sender, **_kwargs) -> None:
-        from celeryconfig import celery_config
-
         sender.config_from_object(celery_config(self.settings))
 
 

@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from app.db import SYSTEM_SCOPE
-from app.live import LiveFeedCollector
+from app.live.metrics import LiveFeedCollector
 from app.models import NotificationJob
 from app.problems import Problem
 from app.status import JobStatus
@@ -55,7 +55,7 @@ def init_app(app: Flask) -> None:
     requests_total = Counter("pulse_http_requests", "HTTP requests answered", ["method", "endpoint", "status"], registry=registry)
     latency = Histogram("pulse_http_request_seconds", "HTTP request latency", ["endpoint"], registry=registry)
     registry.register(JobStatusCollector(app))
-    registry.register(LiveFeedCollector(app))
+    registry.register(LiveFeedCollector(lambda: app.extensions["live"]))
 
     @app.before_request
     def _start_timer():
@@ -66,7 +66,7 @@ def init_app(app: Flask) -> None:
         endpoint = request.endpoint or "unmatched"
         requests_total.labels(request.method, endpoint, str(response.status_code)).inc()
         # A WebSocket "request" lasts as long as its connection: not a latency to chart.
-        if "started" in g and endpoint != "api.ws.feed":
+        if "started" in g and endpoint != "live.feed":
             latency.labels(endpoint).observe(time.perf_counter() - g.started)
         return response
 

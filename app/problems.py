@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, json, request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -33,6 +33,21 @@ class Problem(Exception):
         if self.errors is not None:
             body["errors"] = self.errors
         return body
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """The body of every error answer, as `Problem.body()` writes it: `errors` names a 422's bad fields."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
 
 
 def not_found(what: str) -> Problem:

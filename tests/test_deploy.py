@@ -47,3 +47,24 @@ def test_the_access_log_never_shows_a_query_string():
     # Neither %(r)s (the request line) nor %(q)s (the query): the path alone, never ?token=...
     assert not re.search(r"%\((r|q)\)s", namespace["access_log_format"])
     assert "%(U)s" in namespace["access_log_format"]
+
+
+def test_the_celery_command_line_uses_pulses_broker_not_celerys_default(tmp_path):
+    """`celery -A tasks ...` run from the project, with only REDIS_URL set (as `make run` does)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {name: value for name, value in os.environ.items() if name != "CELERY_BROKER_URL"}
+    env.update(REDIS_URL="unix:///run/pulse-test/redis.sock", PULSE_INSTANCE_DIR=str(tmp_path))
+    report = subprocess.run(
+        # The console script, as the Procfile runs it (`python -m celery` would put the
+        # project on sys.path for the whole run and hide the difference).
+        [str(Path(sys.executable).parent / "celery"), "-A", "tasks", "report"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert report.returncode == 0, report.stderr
+    assert "transport:redis" in report.stdout
+    assert "/run/pulse-test/redis.sock" in report.stdout
+    assert "amqp" not in report.stdout

@@ -9,7 +9,7 @@ from app.problems import Problem
 from app.web import pulse
 
 # Endpoints reachable without a token.
-PUBLIC_ENDPOINTS = {"api.auth.token", "api.openapi.spec", "api.ws.feed"}
+PUBLIC_ENDPOINTS = {"api.auth.token", "api.openapi.spec"}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -40,11 +40,10 @@ def _authenticate():
 
 def init_app(app: Flask) -> None:
     """Register /api/v2 (a blueprint made per app, so tests can build several apps)."""
-    from app import ws
     from app.api import alerts, auth, channels, deliveries, devices, openapi, rules, telemetry
 
     api = Blueprint("api", __name__, url_prefix="/api/v2")
     api.before_request(_authenticate)
-    for module in (auth, devices, telemetry, alerts, channels, rules, deliveries, openapi, ws):
+    for module in (auth, devices, telemetry, alerts, channels, rules, deliveries, openapi):
         api.register_blueprint(module.bp)
     app.register_blueprint(api)

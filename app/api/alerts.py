@@ -6,47 +6,42 @@ messages and the live event are sent after the commit.
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint
 from sqlalchemy import select
 
 from app import alerts as lifecycle
-from app.api.common import (
-    paginate,
-    parse_body,
-    path_id,
-    query_int,
-    tenant_id,
-    tenant_session,
-)
-from app.api.views import alert_view
+from app.api.common import get_or_404, path_id, tenant_id, tenant_session
+from app.api.operations import operation
+from app.api.pagination import paginate
+from app.api.queries import AlertFilters
 from app.models import Alert
 from app.problems import Problem, not_found
 from app.schemas import AlertCreate
-from app.status import AlertStatus
+from app.views import AlertView, AlertWithJobs, Page
 from app.web import pulse
 
 bp = Blueprint("alerts", __name__)
 
-STATUSES = tuple(AlertStatus)
 
-
-def _answer(outcome: lifecycle.AlertOutcome, to_send: list[tuple[int, str]], status: int):
+def _answer(outcome: lifecycle.AlertOutcome, to_send: list[tuple[int, str]], status: int) -> tuple[AlertWithJobs, int]:
     """Send the jobs' messages and the live event, then answer with the alert and `jobs_queued`."""
     state = pulse()
-    view = alert_view(outcome.alert)
+    view = AlertView.of(outcome.alert)
     state.dispatcher.send(to_send)
     if outcome.event:
-        state.events.alert_changed(outcome.alert.tenant_id, outcome.event, view)
-    return {**view, "jobs_queued": len(outcome.jobs_to_send)}, status
+        state.events.alert_changed(outcome.alert.tenant_id, outcome.event, view.model_dump(mode="json"))
+    return AlertWithJobs.of(view, jobs_queued=len(outcome.jobs_to_send)), status
 
 
 def _to_send(session, outcome: lifecycle.AlertOutcome) -> list[tuple[int, str]]:
+    """The messages this event sends: its tenant's share of the queue (app.delivery.jobs)."""
     return lifecycle.jobs_to_send(session, outcome, pulse().settings.delivery)
 
 
 @bp.post("/alerts")
-def open_alert():
-    body = parse_body(AlertCreate)
+@operation(AlertWithJobs, 201, body=AlertCreate, also={200: AlertWithJobs})
+def open_alert(body: AlertCreate):
+    """Open an alert (200 with the active alert when the fingerprint is a duplicate)"""
     with tenant_session() as session:
         outcome = lifecycle.open_alert(session, tenant_id(), body.model_dump())
         to_send = _to_send(session, outcome)
@@ -54,40 +49,35 @@ def open_alert():
 
 
 @bp.get("/alerts")
-def list_alerts():
-    status = request.args.get("status")
-    if status is not None and status.upper() not in STATUSES:
-        raise Problem(422, f"status must be one of {', '.join(STATUSES)}", errors=[{"field": "status", "message": "unknown status"}])
-    min_severity = query_int("min_severity", None, 0, 5)
+@operation(Page[AlertView], query=AlertFilters)
+def list_alerts(query: AlertFilters):
+    """List alerts, newest first (status, device_id, min_severity)"""
     with tenant_session() as session:
         stmt = select(Alert).where(Alert.tenant_id == tenant_id())
-        if status:
-            stmt = stmt.where(Alert.status == status.upper())
-        if request.args.get("device_id"):
-            stmt = stmt.where(Alert.device_id == request.args["device_id"])
-        if min_severity is not None:
-            stmt = stmt.where(Alert.severity >= min_severity)
-        return paginate(session, stmt, Alert.alert_id, alert_view)
-
-
-def _alert_id(raw: str) -> int:
-    return path_id(raw, "alert")
+        if query.status:
+            stmt = stmt.where(Alert.status == query.status)
+        if query.device_id:
+            stmt = stmt.where(Alert.device_id == query.device_id)
+        if query.min_severity is not None:
+            stmt = stmt.where(Alert.severity >= query.min_severity)
+        return paginate(session, stmt, (Alert.alert_id,), AlertView.of, query)
 
 
 @bp.get("/alerts/<alert_id>")
+@operation(AlertView)
 def read_alert(alert_id: str):
+    """Read an alert"""
     with tenant_session() as session:
-        alert = session.scalars(select(Alert).where(Alert.tenant_id == tenant_id(), Alert.alert_id == _alert_id(alert_id))).first()
-        if alert is None:
-            raise not_found("alert")
-        return alert_view(alert)
+        return AlertView.of(get_or_404(session, Alert, alert_id))
 
 
 @bp.post("/alerts/<alert_id>/acknowledge")
+@operation(AlertWithJobs, errors=(409,))
 def acknowledge(alert_id: str):
+    """Acknowledge an alert (409 if it is closed)"""
     try:
         with tenant_session() as session:
-            outcome = lifecycle.acknowledge_alert(session, tenant_id(), _alert_id(alert_id))
+            outcome = lifecycle.acknowledge_alert(session, tenant_id(), path_id(alert_id, "alert"))
             if outcome is None:
                 raise not_found("alert")
             to_send = _to_send(session, outcome)
@@ -97,9 +87,11 @@ def acknowledge(alert_id: str):
 
 
 @bp.post("/alerts/<alert_id>/close")
+@operation(AlertWithJobs)
 def close(alert_id: str):
+    """Close an alert"""
     with tenant_session() as session:
-        outcome = lifecycle.close_alert(session, tenant_id(), _alert_id(alert_id))
+        outcome = lifecycle.close_alert(session, tenant_id(), path_id(alert_id, "alert"))
         if outcome is None:
             raise not_found("alert")
         to_send = _to_send(session, outcome)

@@ -10,8 +10,10 @@ from flask import Blueprint
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from app.api.common import paginate, parse_body, path_id, tenant_id, tenant_session
-from app.api.views import channel_view
+from app.api.common import get_or_404, tenant_id, tenant_session
+from app.api.operations import operation
+from app.api.pagination import paginate
+from app.api.queries import ListQuery
 from app.blocking import run_blocking
 from app.channels import (
     SENDERS,
@@ -34,23 +36,13 @@ from app.secrets import (
 )
 from app.severity import severity_label
 from app.status import Event
+from app.views import ChannelTestResult, ChannelView, Page, channel_view
 from app.web import pulse
 
 bp = Blueprint("channels", __name__)
 
 # Config keys that hold a destination URL, checked for a literal private IP at create time.
 URL_KEYS = ("url", "webhook_url")
-
-
-def get_channel(session, raw_id: str) -> NotificationChannel:
-    channel = session.scalars(
-        select(NotificationChannel).where(
-            NotificationChannel.tenant_id == tenant_id(), NotificationChannel.channel_id == path_id(raw_id, "channel")
-        )
-    ).first()
-    if channel is None:
-        raise Problem(404, "channel not found")
-    return channel
 
 
 def _validated(channel_type: str, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -76,8 +68,9 @@ def _health(channel: NotificationChannel):
 
 
 @bp.post("/channels")
-def create_channel():
-    body = parse_body(ChannelCreate)
+@operation(ChannelView, 201, body=ChannelCreate)
+def create_channel(body: ChannelCreate):
+    """Create a notification channel (secrets are write-only)"""
     channel_type = canonical_type(body.channel_type)
     if channel_type not in SENDERS:
         raise field_problem("channel_type", f"unknown channel type {body.channel_type!r}; use one of {', '.join(sorted(SENDERS))}")
@@ -94,30 +87,35 @@ def create_channel():
         )
         session.add(channel)
         session.flush()
-        return channel_view(channel, state.box, _health(channel)), 201
+        return channel_view(channel, state.box, _health(channel))
 
 
 @bp.get("/channels")
-def list_channels():
+@operation(Page[ChannelView], query=ListQuery)
+def list_channels(query: ListQuery):
+    """List channels, newest first (secrets masked)"""
     box = pulse().box
     with tenant_session() as session:
         stmt = select(NotificationChannel).where(NotificationChannel.tenant_id == tenant_id())
-        return paginate(session, stmt, NotificationChannel.channel_id, lambda c: channel_view(c, box, _health(c)))
+        return paginate(session, stmt, (NotificationChannel.channel_id,), lambda c: channel_view(c, box, _health(c)), query)
 
 
 @bp.get("/channels/<channel_id>")
+@operation(ChannelView)
 def read_channel(channel_id: str):
+    """Read a channel (secrets masked)"""
     with tenant_session() as session:
-        channel = get_channel(session, channel_id)
+        channel = get_or_404(session, NotificationChannel, channel_id)
         return channel_view(channel, pulse().box, _health(channel))
 
 
 @bp.patch("/channels/<channel_id>")
-def update_channel(channel_id: str):
-    body = parse_body(ChannelUpdate)
+@operation(ChannelView, body=ChannelUpdate)
+def update_channel(channel_id: str, body: ChannelUpdate):
+    """Update a channel; config merges key by key, a masked secret sent back keeps the stored one"""
     box = pulse().box
     with tenant_session() as session:
-        channel = get_channel(session, channel_id)
+        channel = get_or_404(session, NotificationChannel, channel_id)
         if body.config is not None:
             sender = SENDERS[channel.channel_type]
             stored = box.decrypt(channel.encrypted_secrets)
@@ -136,9 +134,11 @@ def update_channel(channel_id: str):
 
 
 @bp.delete("/channels/<channel_id>")
+@operation(None, 204)
 def delete_channel(channel_id: str):
+    """Delete a channel and its routing rules"""
     with tenant_session() as session:
-        session.delete(get_channel(session, channel_id))
+        session.delete(get_or_404(session, NotificationChannel, channel_id))
     return "", 204
 
 
@@ -161,11 +161,12 @@ def test_payload(channel: NotificationChannel, message_id: str) -> dict[str, Any
 
 
 @bp.post("/channels/<channel_id>/test")
+@operation(ChannelTestResult, errors=(502,))
 def test_channel(channel_id: str):
-    """Send a test notification now and answer with what the receiver said."""
+    """Send a test notification now (502 with the receiver's answer on failure)"""
     state = pulse()
     with tenant_session() as session:
-        channel = get_channel(session, channel_id)
+        channel = get_or_404(session, NotificationChannel, channel_id)
         try:
             config = channel_config(state.box, channel)
         except DeliveryError as exc:
@@ -183,4 +184,4 @@ def test_channel(channel_id: str):
     # The receiver answered: an open circuit need not wait for its probe.
     if state.admission.close(channel.channel_id):
         state.deliveries.reopen(channel.channel_id)
-    return {"status": "ok", "duration_ms": duration_ms, "status_code": result.status_code, "message_id": message_id}
+    return ChannelTestResult(status="ok", duration_ms=duration_ms, status_code=result.status_code, message_id=message_id)

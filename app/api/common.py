@@ -1,25 +1,22 @@
-"""What every API view shares: the caller, request bodies, tenant sessions, pagination."""
+"""What every API view shares: the caller, tenant sessions, request bodies and queries, get-or-404."""
 
 from __future__ import annotations
 
-import base64
 import json
 from contextlib import contextmanager
 from typing import Any, Iterator, TypeVar
 
 from flask import g, request
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Select
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from app.auth import Principal
-from app.problems import Problem, validation_problem
+from app.models import Alert, Device, NotificationChannel, NotificationJob, RoutingRule
+from app.problems import Problem, not_found, validation_problem
 from app.web import pulse
 
 Model = TypeVar("Model", bound=BaseModel)
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
 
 
 def principal() -> Principal:
@@ -81,57 +78,45 @@ def parse_body(model: type[Model]) -> Model:
         raise validation_problem(exc) from None
 
 
-def query_int(name: str, default: int | None = None, minimum: int | None = None, maximum: int | None = None) -> int | None:
-    """An integer query parameter; 422 if it is not one or out of range."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
+def parse_query(model: type[Model]) -> Model:
+    """The request's query parameters validated by `model` (only the first value of a repeated one)."""
     try:
-        value = int(raw)
-    except ValueError:
-        raise Problem(422, f"query parameter {name} must be an integer", errors=[{"field": name, "message": "not an integer"}]) from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise Problem(422, f"query parameter {name} must be between {minimum} and {maximum}", errors=[{"field": name, "message": "out of range"}])
-    return value
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
 
 
 def path_id(raw: str, what: str) -> int:
     """A numeric id from the URL; anything else names no resource (404, like an unknown id)."""
-    if not raw.isdigit() or len(raw) > 18:
-        raise Problem(404, f"{what} not found")
+    # isdigit() alone takes superscripts and other digits int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise not_found(what)
     return int(raw)
 
 
-def invalid_cursor() -> Problem:
-    """The 422 for a cursor this API did not issue."""
-    return Problem(422, "cursor is not one this API issued", errors=[{"field": "cursor", "message": "invalid"}])
+# What a 404 calls each resource the URL can name.
+RESOURCE_NAMES: dict[type, str] = {
+    Alert: "alert",
+    Device: "device",
+    NotificationChannel: "channel",
+    RoutingRule: "routing rule",
+    NotificationJob: "delivery",
+}
+Row = TypeVar("Row")
 
 
-def encode_cursor(key: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+def get_or_404(session: Session, model: type[Row], raw_id: str) -> Row:
+    """The caller's tenant's `model` row that the URL's id names; 404 if there is none.
 
-
-def decode_cursor(raw: str | None) -> list[Any] | None:
-    if not raw:
-        return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except ValueError:
-        raise invalid_cursor() from None
-    if not isinstance(value, list):
-        raise invalid_cursor()
-    return value
-
-
-def paginate(session: Session, stmt: Select, id_column, view) -> dict[str, Any]:
-    """A page of `stmt`, newest first by an increasing integer id: `{items, next_cursor}`."""
-    limit = query_int("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    cursor = decode_cursor(request.args.get("cursor"))
-    if cursor is not None:
-        if len(cursor) != 1 or not isinstance(cursor[0], int):
-            raise invalid_cursor()
-        stmt = stmt.where(id_column < cursor[0])
-    rows = session.scalars(stmt.order_by(id_column.desc()).limit(limit + 1)).all()
-    items = rows[:limit]
-    next_cursor = encode_cursor([getattr(items[-1], id_column.key)]) if len(rows) > limit else None
-    return {"items": [view(row) for row in items], "next_cursor": next_cursor}
+    Another tenant's row answers 404 too, never 403. Numeric ids are checked before the
+    database is asked (`abc` names nothing).
+    """
+    what = RESOURCE_NAMES[model]
+    key_columns = inspect(model).primary_key
+    [id_column] = [column for column in key_columns if column.key != "tenant_id"]
+    ident: Any = path_id(raw_id, what) if id_column.type.python_type is int else raw_id
+    key = tuple(tenant_id() if column.key == "tenant_id" else ident for column in key_columns)
+    row = session.get(model, key if len(key) > 1 else ident)
+    if row is None or row.tenant_id != tenant_id():
+        raise not_found(what)
+    return row

@@ -5,22 +5,19 @@ from __future__ import annotations
 from flask import Blueprint
 from sqlalchemy import select
 
-from app.api.common import paginate, parse_body, path_id, tenant_id, tenant_session
-from app.api.views import RULE_FIELDS, rule_view
+from app.api.common import get_or_404, tenant_id, tenant_session
+from app.api.operations import operation
+from app.api.pagination import paginate
+from app.api.queries import ListQuery
 from app.models import NotificationChannel, RoutingRule
-from app.problems import Problem, field_problem
+from app.problems import field_problem
 from app.schemas import RuleCreate, RuleUpdate
+from app.views import Page, RuleView
 
 bp = Blueprint("rules", __name__)
 
-
-def get_rule(session, raw_id: str) -> RoutingRule:
-    rule = session.scalars(
-        select(RoutingRule).where(RoutingRule.tenant_id == tenant_id(), RoutingRule.rule_id == path_id(raw_id, "routing rule"))
-    ).first()
-    if rule is None:
-        raise Problem(404, "routing rule not found")
-    return rule
+# Fields a PATCH may leave out but not set to null.
+NOT_NULL_FIELDS = ("channel_id", "deliver_on", "throttle_minutes", "priority", "is_enabled")
 
 
 def _check_channel(session, channel_id: int) -> None:
@@ -40,51 +37,58 @@ def _check_tag_filter(rule: RoutingRule) -> None:
 
 
 @bp.post("/routing-rules")
-def create_rule():
-    body = parse_body(RuleCreate)
+@operation(RuleView, 201, body=RuleCreate)
+def create_rule(body: RuleCreate):
+    """Create a routing rule"""
     with tenant_session() as session:
         _check_channel(session, body.channel_id)
         rule = RoutingRule(tenant_id=tenant_id(), **body.model_dump())
         _check_tag_filter(rule)
         session.add(rule)
         session.flush()
-        return rule_view(rule), 201
+        return RuleView.of(rule)
 
 
 @bp.get("/routing-rules")
-def list_rules():
+@operation(Page[RuleView], query=ListQuery)
+def list_rules(query: ListQuery):
+    """List routing rules, newest first"""
     with tenant_session() as session:
         stmt = select(RoutingRule).where(RoutingRule.tenant_id == tenant_id())
-        return paginate(session, stmt, RoutingRule.rule_id, rule_view)
+        return paginate(session, stmt, (RoutingRule.rule_id,), RuleView.of, query)
 
 
 @bp.get("/routing-rules/<rule_id>")
+@operation(RuleView)
 def read_rule(rule_id: str):
+    """Read a routing rule"""
     with tenant_session() as session:
-        return rule_view(get_rule(session, rule_id))
+        return RuleView.of(get_or_404(session, RoutingRule, rule_id))
 
 
 @bp.patch("/routing-rules/<rule_id>")
-def update_rule(rule_id: str):
-    body = parse_body(RuleUpdate)
+@operation(RuleView, body=RuleUpdate)
+def update_rule(rule_id: str, body: RuleUpdate):
+    """Update a routing rule"""
     with tenant_session() as session:
-        rule = get_rule(session, rule_id)
+        rule = get_or_404(session, RoutingRule, rule_id)
         changes = body.model_dump(include=body.model_fields_set)
-        for name in ("channel_id", "deliver_on", "throttle_minutes", "priority", "is_enabled"):
+        for name in NOT_NULL_FIELDS:
             if name in changes and changes[name] is None:
                 raise field_problem(name, "may not be null")
         if "channel_id" in changes:
             _check_channel(session, changes["channel_id"])
-        for name in RULE_FIELDS:
-            if name in changes:
-                setattr(rule, name, changes[name])
+        for name, value in changes.items():
+            setattr(rule, name, value)
         _check_tag_filter(rule)
         session.flush()
-        return rule_view(rule)
+        return RuleView.of(rule)
 
 
 @bp.delete("/routing-rules/<rule_id>")
+@operation(None, 204)
 def delete_rule(rule_id: str):
+    """Delete a routing rule"""
     with tenant_session() as session:
-        session.delete(get_rule(session, rule_id))
+        session.delete(get_or_404(session, RoutingRule, rule_id))
     return "", 204

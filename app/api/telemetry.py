@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, request
+from flask import Blueprint
 
-from app.api.common import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    decode_cursor,
-    encode_cursor,
-    invalid_cursor,
-    parse_body,
-    query_int,
-    tenant_id,
-    tenant_session,
-)
-from app.api.devices import get_device
-from app.models import utcnow
+from app.api.common import get_or_404, tenant_id, tenant_session
+from app.api.operations import operation
+from app.api.pagination import keyset_page
+from app.api.queries import ListQuery
+from app.models import Device, utcnow
 from app.problems import Problem, field_problem
 from app.schemas import TelemetryIn
 from app.telemetry import Reading, TelemetryStoreError, as_utc, is_metric_value, telemetry_store
+from app.views import IngestedReading, Page, ReadingView
 from app.web import pulse
 
 bp = Blueprint("telemetry", __name__)
@@ -30,7 +23,7 @@ bp = Blueprint("telemetry", __name__)
 def _require_device(device_id: str) -> None:
     """404 unless the caller's tenant has this device."""
     with tenant_session() as session:
-        get_device(session, device_id)
+        get_or_404(session, Device, device_id)
 
 
 def _unavailable(exc: TelemetryStoreError) -> Problem:
@@ -38,8 +31,9 @@ def _unavailable(exc: TelemetryStoreError) -> Problem:
 
 
 @bp.post("/devices/<device_id>/telemetry")
-def ingest(device_id: str):
-    body = parse_body(TelemetryIn)
+@operation(IngestedReading, 201, body=TelemetryIn)
+def ingest(device_id: str, body: TelemetryIn):
+    """Ingest one telemetry reading (stored, then pushed to the live feed)"""
     if not body.metrics:
         raise field_problem("metrics", "at least one metric is needed")
     for name, value in body.metrics.items():
@@ -52,30 +46,20 @@ def ingest(device_id: str):
     except TelemetryStoreError as exc:
         raise _unavailable(exc) from None
     pulse().events.telemetry(tenant_id(), device_id, reading.view())
-    return {"device_id": device_id, **reading.view()}, 201
+    return IngestedReading.of(reading, device_id=device_id)
 
 
 @bp.get("/devices/<device_id>/telemetry")
-def latest(device_id: str):
-    limit = query_int("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    before = _cursor_time(request.args.get("cursor"))
-    _require_device(device_id)
-    try:
-        readings = telemetry_store().latest(tenant_id(), device_id, limit + 1, before=before)
-    except TelemetryStoreError as exc:
-        raise _unavailable(exc) from None
-    page = readings[:limit]
-    next_cursor = encode_cursor([page[-1].timestamp.isoformat()]) if len(readings) > limit else None
-    return {"items": [reading.view() for reading in page], "next_cursor": next_cursor}
+@operation(Page[ReadingView], query=ListQuery)
+def latest(device_id: str, query: ListQuery):
+    """Latest telemetry of a device, newest first"""
 
+    def fetch(after: tuple | None, count: int) -> list[Reading]:
+        # Asked once the cursor is known to be good: a bad one is a 422 whatever the device.
+        _require_device(device_id)
+        try:
+            return telemetry_store().latest(tenant_id(), device_id, count, before=after[0] if after else None)
+        except TelemetryStoreError as exc:
+            raise _unavailable(exc) from None
 
-def _cursor_time(raw: str | None) -> datetime | None:
-    cursor = decode_cursor(raw)
-    if cursor is None:
-        return None
-    try:
-        if len(cursor) != 1 or not isinstance(cursor[0], str):
-            raise ValueError
-        return as_utc(datetime.fromisoformat(cursor[0]))
-    except ValueError:
-        raise invalid_cursor() from None
+    return keyset_page(fetch, lambda reading: (reading.timestamp,), (datetime,), ReadingView.of, query)

@@ -170,19 +170,6 @@ class Health:
     last_success_at: datetime | None = None
     last_failure_at: datetime | None = None
 
-    def view(self) -> dict:
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value else None
-
-        return {
-            "state": self.state,
-            "consecutive_failures": self.consecutive_failures,
-            "open_until": iso(self.open_until),
-            "last_error": self.last_error,
-            "last_success_at": iso(self.last_success_at),
-            "last_failure_at": iso(self.last_failure_at),
-        }
-
 
 def _time(value: bytes | None) -> datetime | None:
     if not value:

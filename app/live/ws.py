@@ -1,9 +1,9 @@
-"""GET /api/v2/ws?token=<JWT>: the WebSocket live feed (DESIGN §8), a thin shell over `app.live`.
+"""GET /api/v2/ws?token=<JWT>: the WebSocket route of the live feed (DESIGN §8), a thin shell over `LiveFeed`.
 
-The route sits in the API blueprint as `api.ws.feed`, which the blueprint's bearer-token check
-lets through: the token comes in the query string (browsers cannot set headers on a WebSocket)
-and is checked here, after the handshake, so that a refusal carries its close code. The
-access log names the path without its query string, so the token never reaches a log.
+`create_app()` registers it through `init_app`, beside the REST API rather than inside it:
+the token comes in the query string (browsers cannot set headers on a WebSocket) and is
+checked here, after the handshake, so that a refusal carries its close code. The access log
+names the path without its query string, so the token never reaches a log.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from __future__ import annotations
 import socket
 import threading
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint, Flask, current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 from werkzeug.routing.exceptions import WebsocketMismatch
 
-from app.live import Refused, TransportClosed, authorize, live_feed
+from app.auth import Refused, authorize
+from app.live.connection import TransportClosed
+from app.live.feed import LiveFeed
 from app.problems import Problem, problem_response
 from app.web import pulse
 
@@ -24,7 +26,7 @@ from app.web import pulse
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 
 sock = Sock()
-bp = Blueprint("ws", __name__)
+bp = Blueprint("live", __name__, url_prefix="/api/v2")
 
 
 class _WholeFrameSocket:
@@ -54,7 +56,7 @@ class _WholeFrameSocket:
 
 
 class WebSocketTransport:
-    """`app.live.Transport` over a simple-websocket connection."""
+    """`app.live.connection.Transport` over a simple-websocket connection."""
 
     def __init__(self, ws):
         self._ws = ws
@@ -116,12 +118,26 @@ def _not_a_websocket(_exc: WebsocketMismatch):
     )
 
 
+def live_feed() -> LiveFeed:
+    """The current app's feed."""
+    return current_app.extensions["live"]
+
+
 def init_app(app: Flask) -> None:
-    """Connection options of every feed connection, and a clean 400 for plain HTTP requests."""
-    settings = app.extensions["pulse"].settings
+    """The process's feed, its route with the options of every connection, and a clean 400 for plain HTTP."""
+    services = app.extensions["pulse"]
+    settings = services.settings
+    app.extensions["live"] = LiveFeed(
+        db=services.db,
+        store=app.extensions["telemetry"],
+        redis_url=settings.redis_url,
+        poll_seconds=settings.ws_poll_seconds,
+        outbox_size=settings.ws_outbox_messages,
+    )
     app.config.setdefault(
         "SOCK_SERVER_OPTIONS",
         {"ping_interval": settings.ws_ping_seconds, "max_message_size": MAX_CLIENT_MESSAGE_BYTES},
     )
+    app.register_blueprint(bp)
     sock.init_app(app)
     app.register_error_handler(WebsocketMismatch, _not_a_websocket)
