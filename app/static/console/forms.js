@@ -20,6 +20,12 @@ function pairsText(value) {
     .join("\n");
 }
 
+// An example value, unless the field cannot be edited (a viewer could take it for the value).
+function placeholder(spec) {
+  if (spec.stored) return "stored (hidden); type to replace";
+  return (!spec.disabled && spec.placeholder) || nothing;
+}
+
 function control(spec, value, id, errors) {
   const common = {
     id,
@@ -45,13 +51,13 @@ function control(spec, value, id, errors) {
     case "pairs":
     case "list":
       return html`<textarea id=${id} name=${spec.name} rows=${spec.rows || (spec.kind === "textarea" ? 4 : 2)} ?required=${spec.required}
-          ?disabled=${common.disabled} placeholder=${spec.placeholder || nothing} aria-describedby=${common.described} aria-invalid=${common.invalid}
+          ?disabled=${common.disabled} placeholder=${placeholder(spec)} aria-describedby=${common.described} aria-invalid=${common.invalid}
           .value=${spec.kind === "pairs" ? pairsText(value) : spec.kind === "list" ? (value || []).join(", ") : (value ?? "")}></textarea>`;
     default: {
       const type = spec.kind === "password" ? "password" : spec.kind || "text";
       return html`<input id=${id} name=${spec.name} type=${type} ?required=${spec.required && !spec.stored} ?disabled=${common.disabled}
           min=${spec.min ?? nothing} max=${spec.max ?? nothing} step=${spec.step ?? nothing} pattern=${spec.pattern || nothing}
-          placeholder=${spec.stored ? "stored (hidden); type to replace" : spec.placeholder || nothing}
+          placeholder=${placeholder(spec)}
           autocomplete=${spec.kind === "password" ? "new-password" : "off"} aria-describedby=${common.described} aria-invalid=${common.invalid}
           .value=${spec.kind === "password" ? "" : value === undefined || value === null ? "" : String(value)}>`;
     }

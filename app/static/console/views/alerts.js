@@ -6,7 +6,8 @@ import { channelMap, channelName } from "../store.js";
 import {
   ageOf, empty, failure, html, jsonBlock, loading, nothing, SEVERITY_CHOICES, severityBadge, statusBadge, tableBox, timeOf,
 } from "../ui.js";
-import { View } from "../view.js";
+import { field, readField } from "../forms.js";
+import { FormView, View } from "../view.js";
 
 const UNSETTLED = new Set(["PENDING", "SENDING", "RETRYING"]);
 
@@ -48,7 +49,15 @@ function alertActions(view, alert) {
   </div>`;
 }
 
-export class AlertsView extends View {
+const RAISE_FIELDS = [
+  { name: "device_id", label: "Device", required: true, placeholder: "pump-1" },
+  { name: "alert_type", label: "Alert type", required: true, placeholder: "overheat" },
+  { name: "severity", label: "Severity", kind: "select", numeric: true, options: SEVERITY_CHOICES, default: "4" },
+  { name: "message", label: "Message", placeholder: "Pump 1 at 97 C" },
+  { name: "site_id", label: "Site", help: "Empty takes the device's site." },
+];
+
+export class AlertsView extends FormView {
   get title() {
     return "Alerts";
   }
@@ -103,6 +112,46 @@ export class AlertsView extends View {
     });
   }
 
+  /** POST /alerts: an operator raises an alert by hand, e.g. to see a rule deliver end to end. */
+  async raise(event) {
+    event.preventDefault();
+    const form = event.target;
+    if (!this.checked(form)) return;
+    const body = { message: "" };
+    for (const spec of RAISE_FIELDS) {
+      const value = readField(form, spec);
+      if (value !== undefined) body[spec.name] = value;
+    }
+    this.saving = true;
+    this.update();
+    try {
+      const alert = await api.post("/alerts", body);
+      this.app.notify(
+        alert.jobs_queued
+          ? `Alert #${alert.alert_id} is open; ${alert.jobs_queued} notification(s) queued.`
+          : `Alert #${alert.alert_id} is open; nothing was queued (no rule matched, or it was already open).`,
+      );
+      this.saving = false;
+      this.raising = false;
+      this.update();
+    } catch (error) {
+      this.refused(error, RAISE_FIELDS.map((spec) => spec.name));
+    }
+  }
+
+  raiseForm() {
+    if (!this.canWrite) return nothing;
+    return html`<details class="bulk" ?open=${this.raising} @toggle=${(event) => { this.raising = event.target.open; }}>
+      <summary>Raise an alert…</summary>
+      <p class="help">Opens an alert as a device would (POST /alerts): the routing rules deliver it.</p>
+      ${this.summary()}
+      <form class="filters" novalidate @submit=${this.raise} aria-label="Raise an alert">
+        ${RAISE_FIELDS.map((spec) => field(spec, spec.default, this.errors.get(spec.name)))}
+        <div class="actions"><button class="primary" type="submit" ?disabled=${this.saving}>Raise alert</button></div>
+      </form>
+    </details>`;
+  }
+
   setFilter(name, value) {
     this.filters = { ...this.filters, [name]: value };
     if (name === "status" && value === "CLOSED") this.loadClosed();
@@ -143,6 +192,7 @@ export class AlertsView extends View {
           <input id="alert-device" type="search" placeholder="device id contains…" .value=${this.filters.device}
             @input=${(event) => this.setFilter("device", event.target.value)}></div>
       </form>
+      ${this.raiseForm()}
       ${this.error && !alerts ? failure(this.error, () => location.reload()) : nothing}
       ${!alerts && !this.error ? loading("Loading alerts") : nothing}
       ${alerts && alerts.length === 0 ? empty("No alerts match.") : nothing}
