@@ -222,7 +222,7 @@ def test_an_expired_token_returns_to_the_sign_in_form_with_a_message(open_page, 
 def test_a_token_that_expires_while_the_console_is_open_returns_to_the_sign_in_form(open_page, app, tenant):
     now = int(time.time())
     secret = app.extensions["pulse"].settings.secret_key.encode()
-    claims = {"sub": tenant.admin_email, "tenant_id": tenant.tenant_id, "role": "customer_admin", "iat": now, "exp": now + 4}
+    claims = {"sub": tenant.admin_email, "tenant_id": tenant.tenant_id, "role": "customer_admin", "iat": now, "exp": now + 8}
     page = open_page(storage_token=jwt.encode(claims, secret, algorithm="HS256"))
     page.goto("/#/channels")
     expect(page.get_by_role("heading", name="Channels")).to_be_visible()
