@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, select, text
 from sqlalchemy.orm import Session
 
 from app.config import DeliverySettings
-from app.db import insert_for
+from app.db import db_now, insert_for
 from app.delivery.jobs import feed_tenant
 from app.models import (
     Alert,
@@ -31,7 +31,7 @@ from app.models import (
 from app.payload import notification_payload
 from app.routing import AlertFacts, effective_tags, match_rules
 from app.severity import queue_for
-from app.status import ACTIVE_ALERT_STATUSES, AlertStatus, Event, JobStatus
+from app.status import ACTIVE_ALERT_STATUSES, UNSETTLED_JOB_STATUSES, AlertStatus, Event, JobStatus
 
 # The predicate of the partial unique index `uq_alerts_active_fingerprint`, as a literal so
 # PostgreSQL can match ON CONFLICT to that index.
@@ -274,7 +274,8 @@ def create_jobs(
                 "queue": queue,
                 "attempts": 0,
                 "attempts_at_replay": 0,
-                "next_attempt_at": now,
+                # Due by the database's clock, which every later comparison uses.
+                "next_attempt_at": db_now(session),
                 "last_error": "throttled" if status == JobStatus.THROTTLED else None,
                 "created_at": now,
                 "updated_at": now,
@@ -297,4 +298,18 @@ def jobs_to_send(session: Session, outcome: AlertOutcome, settings: DeliverySett
     """
     if not outcome.jobs_to_send:
         return []
+    # An earlier event of this alert may be settling right now in another transaction, which
+    # looks for a successor to release before this one commits. Waiting for the earlier jobs'
+    # row locks makes one of the two see the other: either its outcome is committed before
+    # this event is fed, or this event's jobs are committed before it looks.
+    session.execute(
+        select(NotificationJob.job_id)
+        .where(
+            NotificationJob.tenant_id == outcome.alert.tenant_id,
+            NotificationJob.alert_id == outcome.alert.alert_id,
+            NotificationJob.job_id < outcome.jobs_to_send[0].job_id,
+            NotificationJob.status.in_(UNSETTLED_JOB_STATUSES),
+        )
+        .with_for_update()
+    ).all()
     return feed_tenant(session, outcome.alert.tenant_id, outcome.jobs_to_send[0].queue, settings)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what `make test` needs is there: PostgreSQL, Redis and Mosquitto reachable on
 # 127.0.0.1 (starting this machine's own servers if they are installed but stopped), and the
-# protocol peers the tests run themselves (Net-SNMP's snmptrapd and tools, Mosquitto's tools).
+# protocol peers the tests run themselves (Net-SNMP's snmptrapd and tools, Mosquitto's tools),
+# and the Chromium the console tests drive.
 set -u
 
 missing=()
@@ -11,6 +12,8 @@ command -v snmptrapd >/dev/null 2>&1 || need_packages+=(snmptrapd)
 command -v snmptranslate >/dev/null 2>&1 || need_packages+=(snmp)
 command -v smilint >/dev/null 2>&1 || need_packages+=(smitools)
 command -v mosquitto_passwd >/dev/null 2>&1 || need_packages+=(mosquitto)
+# The console tests drive Debian's Chromium with Playwright (never a browser download).
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
 # The IETF base MIB modules (SNMPv2-SMI, ...) that the MIB check needs: Debian's snmp packages
 # leave them out for licence reasons, and in Debian main they come with erlang-snmp.
 ls /usr/lib/erlang/lib/snmp-*/mibs/SNMPv2-SMI.mib >/dev/null 2>&1 || need_packages+=(erlang-snmp)
@@ -61,4 +64,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
-echo "services ready: PostgreSQL, Redis, Mosquitto, snmptrapd"
+echo "services ready: PostgreSQL, Redis, Mosquitto, snmptrapd, Chromium"

@@ -180,5 +180,8 @@ def test_the_console_is_served_at_the_root(client):
     response = client.get("/")
     assert response.status_code == 200 and response.mimetype == "text/html"
     page = response.get_data(as_text=True)
+    # The page loads the console's JavaScript modules, where these landmarks now live.
+    for module in ("main.js", "live.js", "views/deliveries.js"):
+        page += client.get(f"/static/console/{module}").get_data(as_text=True)
     for landmark in ('id="login-form"', "/auth/token", "/ws?token=", "/deliveries/replay"):
         assert landmark in page

@@ -104,3 +104,14 @@ def test_a_dead_lettered_event_superseded_by_a_later_one_is_not_replayed(stack, 
     assert dry.get_json() == {"would_replay": 0}
     assert stack.client.post("/api/v2/deliveries/replay", json={}, headers=tenant.admin).get_json() == {"replayed": 0}
     assert [job["status"] for job in deliveries(stack.client, tenant, event_type="OPEN") if job["event_type"] == "OPEN"] == ["FAILED"]
+
+
+def test_an_acknowledge_after_a_delivered_trigger_goes_out_at_once(client, tenant, worker, receiver):
+    # The session's worker runs without a beat: nothing but the acknowledge itself sends it.
+    channel = create_channel(client, tenant, "webhook", {"url": receiver.url()})
+    create_rule(client, tenant, channel["channel_id"], deliver_on=["OPEN", "ACKNOWLEDGED"])
+    alert = post_alert(client, tenant)
+    wait_for(lambda: settled(client, tenant, 1), message="the trigger")
+    assert client.post(f"/api/v2/alerts/{alert['alert_id']}/acknowledge", headers=tenant.admin).get_json()["jobs_queued"] == 1
+    wait_for(lambda: settled(client, tenant, 2), timeout=10, message="the acknowledge")
+    assert [r.json()["event_type"] for r in receiver.at()] == ["OPEN", "ACKNOWLEDGED"]
