@@ -317,3 +317,60 @@ class Api:
         channel = self.post("/channels", {"name": f"sink {url}", "channel_type": "webhook", "config": {"url": url}})
         self.post("/routing-rules", {"channel_id": channel["channel_id"], **rule})
         return channel["channel_id"]
+
+
+def post_alerts(api: Api, count: int, body: Callable[[int], dict], threads: int = 8, rate: float = 0.0) -> tuple[float, float]:
+    """Post `count` alerts from `threads` clients, on a steady schedule if `rate` (per second).
+
+    Returns when the first post started and when the last answer came (epoch seconds).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.time()
+
+    def post(number: int) -> None:
+        if rate:
+            time.sleep(max(0.0, started + number / rate - time.time()))
+        api.post("/alerts", body(number))
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(post, range(count)))
+    return started, time.time()
+
+
+def commit_to_receipt_ms(arrivals) -> list[float]:
+    """Latency of each delivery: from the alert's time in its transaction to its receipt."""
+    from datetime import datetime
+
+    return [(at - datetime.fromisoformat(payload["triggered_at"]).timestamp()) * 1000 for at, payload, _ in arrivals]
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process tree so far (from /proc/<pid>/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks

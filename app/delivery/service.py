@@ -238,11 +238,18 @@ class Deliveries:
         if busy:
             # A slot may have freed between the verdict and the hold, and its holder found
             # nothing held yet: look once more, now that this job is held.
-            self.feed_channel(claimed.tenant_id, claimed.channel_id)
+            self.feed_channel(claimed.tenant_id, claimed.channel_id, at_most=1)
 
-    def feed_channel(self, tenant_id: str, channel_id: int) -> int:
-        """Send as many jobs held for the channel as it has free slots."""
+    def feed_channel(self, tenant_id: str, channel_id: int, at_most: int | None = None) -> int:
+        """Send jobs held for the channel: as many as it has free slots, `at_most` if given.
+
+        A finished attempt feeds one job, the one its own slot can take: several attempts
+        ending together would otherwise each feed every free slot, and the surplus would
+        only find the channel full again.
+        """
         free = self.admission.free_slots(channel_id)
+        if at_most is not None:
+            free = min(free, at_most)
         if not free:
             return 0
         with self.db.session(tenant_id) as session:
@@ -309,4 +316,4 @@ class Deliveries:
             )
         self.dispatcher.send(to_send)
         if held:
-            self.feed_channel(record.tenant_id, record.channel_id)
+            self.feed_channel(record.tenant_id, record.channel_id, at_most=1)
