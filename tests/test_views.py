@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from app.delivery.admission import Health
 from app.models import Alert, NotificationChannel, NotificationJob
 from app.secrets import MASK, SecretBox
-from app.delivery.admission import Health
 from app.views import AlertView, AlertWithJobs, ChannelView, HealthView, JobView, ViewError, channel_view
 
 T0 = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
