@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import timezone
 from typing import Iterator
 
-from sqlalchemy import Interval, create_engine, event, func, literal, text
+from sqlalchemy import DateTime, create_engine, event, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeDecorator
 
 # The value of `app.tenant_id` for Pulse's own cross-tenant work (the sweeper, login).
 SYSTEM_SCOPE = "*"
@@ -86,23 +89,80 @@ def insert_for(session: Session):
     return (postgresql if is_postgres(session) else sqlite).insert
 
 
-def db_now(session: Session) -> ColumnElement:
+class UtcDateTime(TypeDecorator):
+    """A timestamp that always comes back timezone-aware UTC, SQLite included."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None:
+            value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value
+
+
+class DbNow(ColumnElement):
     """The database's clock, for leases and due times: `now()` on PostgreSQL.
 
-    SQLite is a file on the machine that runs Pulse: there the process's clock is the
-    database's.
+    SQLite is a file on the machine that runs Pulse: there its own clock ('now', UTC) is the
+    machine's, rendered in the text form SQLAlchemy stores times in, so the two compare.
+    Built once into a statement, it is evaluated by the database at every execution.
     """
-    from app.models import UtcDateTime
 
-    if is_postgres(session):
-        return func.now()
-    return literal(datetime.now(timezone.utc), UtcDateTime)
+    type = UtcDateTime()
+    inherit_cache = True
 
 
-def db_after(session: Session, seconds: float) -> ColumnElement:
-    """`seconds` from now on the database's clock."""
-    from app.models import UtcDateTime
+class DbAfter(ColumnElement):
+    """`seconds` (a SQL expression, usually a bound parameter) from now on the database's clock."""
 
-    if is_postgres(session):
-        return func.now() + literal(timedelta(seconds=seconds), Interval())
-    return literal(datetime.now(timezone.utc) + timedelta(seconds=seconds), UtcDateTime)
+    type = UtcDateTime()
+    inherit_cache = True
+
+    def __init__(self, seconds):
+        self.seconds = seconds if isinstance(seconds, ColumnElement) else literal(float(seconds))
+
+    def get_children(self, **_kwargs):
+        return (self.seconds,)
+
+    _traverse_internals = [("seconds", InternalTraversal.dp_clauseelement)]
+
+
+# SQLite keeps times as 'YYYY-MM-DD HH:MM:SS.ffffff' text; its clock has milliseconds.
+_SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'"
+
+
+@compiles(DbNow)
+def _now_default(element, compiler, **kw):
+    return "now()"
+
+
+@compiles(DbNow, "sqlite")
+def _now_sqlite(element, compiler, **kw):
+    return _SQLITE_NOW
+
+
+@compiles(DbAfter)
+def _after_default(element, compiler, **kw):
+    return f"(now() + make_interval(secs => {compiler.process(element.seconds, **kw)}))"
+
+
+@compiles(DbAfter, "sqlite")
+def _after_sqlite(element, compiler, **kw):
+    seconds = compiler.process(element.seconds, **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.6f seconds', {seconds})) || '000')"
+
+
+def db_now(session: Session | None = None) -> ColumnElement:
+    """The database's clock (see DbNow)."""
+    return DbNow()
+
+
+def db_after(session: Session | None, seconds: float | ColumnElement) -> ColumnElement:
+    """`seconds` from now on the database's clock (see DbAfter)."""
+    return DbAfter(seconds)

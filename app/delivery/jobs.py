@@ -17,6 +17,10 @@ Each claim is one numbered attempt (`attempts`, the fencing token): only the att
 still holds the claim changes the job; a late outcome is logged against its own attempt.
 Every function here runs in the caller's transaction; the messages of the jobs it returns are
 sent after the commit.
+
+The statements of the delivery path are built once, at import, from the tables (SQLAlchemy
+Core with bound parameters): building them per call cost more CPU than running them. Times
+compare with the database's clock (`DbNow`, `DbAfter`).
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Boolean, Float, and_, bindparam, case, exists, func, select, update
+from sqlalchemy.orm import Session
 
 from app.config import DeliverySettings
-from app.db import db_after, db_now, insert_for
+from app.db import DbAfter, DbNow, insert_for, is_postgres
 from app.delivery.policy import SCHEDULE_TOLERANCE, claim_lease
 from app.delivery.records import AttemptRecord
 from app.models import (
@@ -42,10 +46,16 @@ from app.models import (
 from app.status import UNSETTLED_JOB_STATUSES, WAITING_JOB_STATUSES, JobStatus
 
 Job = NotificationJob
+JOBS = NotificationJob.__table__
+EVENTS = AlertEvent.__table__
+CHANNELS = NotificationChannel.__table__
+LOG = DeliveryLog.__table__
 # A (job_id, queue) whose broker message is to be sent.
 Target = tuple[int, str]
 
 LATE_OUTCOME = " (reported after its lease had expired; the job had moved on)"
+WAITING = [str(status) for status in WAITING_JOB_STATUSES]
+UNSETTLED = [str(status) for status in UNSETTLED_JOB_STATUSES]
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,8 @@ class ClaimedJob:
     attempt: int
     budget_attempt: int
     payload: dict[str, Any]
-    channel: NotificationChannel | None
+    # The channel's row (type, config, secrets, enabled, updated_at), or None if it is gone.
+    channel: Any
 
     @property
     def token(self) -> str:
@@ -68,25 +79,244 @@ class ClaimedJob:
         return f"{self.job_id}:{self.attempt}"
 
 
-def _not_blocked(job=Job):
+# Conditions, over the jobs table or an alias of it -------------------------------------
+
+
+def _not_blocked(job=JOBS):
     """No earlier event's job of the same alert on the same channel is still unsettled."""
-    earlier = aliased(Job)
+    earlier = JOBS.alias("earlier")
     return ~exists().where(
-        earlier.tenant_id == job.tenant_id,
-        earlier.alert_id == job.alert_id,
-        earlier.channel_id == job.channel_id,
-        earlier.job_id < job.job_id,
-        earlier.status.in_(UNSETTLED_JOB_STATUSES),
+        earlier.c.tenant_id == job.c.tenant_id,
+        earlier.c.alert_id == job.c.alert_id,
+        earlier.c.channel_id == job.c.channel_id,
+        earlier.c.job_id < job.c.job_id,
+        earlier.c.status.in_(UNSETTLED),
     )
 
 
-def _fresh(session: Session, settings: DeliverySettings, job=Job):
-    """Not older than DELIVERY_MAX_AGE_SECONDS (counted from creation, or from the last replay)."""
-    return func.coalesce(job.replayed_at, job.created_at) > db_after(session, -settings.max_age_seconds)
+def _fresh(job=JOBS):
+    """Not older than the bound `p_max_age` seconds (from creation, or from the last replay)."""
+    return func.coalesce(job.c.replayed_at, job.c.created_at) > DbAfter(-bindparam("p_max_age"))
 
 
-def _due(session: Session, job=Job):
-    return job.next_attempt_at <= db_now(session)
+def _later_event_delivered(job):
+    """A later event of the job's alert was already delivered on its channel (an EXISTS)."""
+    later = JOBS.alias("later")
+    return exists().where(
+        later.c.tenant_id == job.tenant_id,
+        later.c.alert_id == job.alert_id,
+        later.c.channel_id == job.channel_id,
+        later.c.job_id > job.job_id,
+        later.c.status == JobStatus.DELIVERED,
+    )
+
+
+_WAITING_UNQUEUED = and_(
+    JOBS.c.status.in_(WAITING),
+    JOBS.c.enqueued_at.is_(None),
+    JOBS.c.next_attempt_at <= DbNow(),
+    _fresh(),
+    _not_blocked(),
+)
+
+
+def _feeding(candidates, *, clear_hold: bool = False):
+    """Mark the chosen jobs as having a message out; their messages go after the commit."""
+    values: dict[str, Any] = {"enqueued_at": DbNow()}
+    if clear_hold:
+        values["hold"] = None
+    return (
+        update(JOBS)
+        .where(JOBS.c.job_id.in_(candidates.scalar_subquery()), JOBS.c.enqueued_at.is_(None))
+        .values(**values)
+        .returning(JOBS.c.job_id, JOBS.c.queue)
+    )
+
+
+# The statements ---------------------------------------------------------------------
+
+_CLAIM = (
+    update(JOBS)
+    .where(
+        JOBS.c.job_id == bindparam("p_job_id"),
+        JOBS.c.status.in_(WAITING),
+        JOBS.c.next_attempt_at <= DbAfter(bindparam("p_tolerance")),
+        _fresh(),
+        _not_blocked(),
+    )
+    .values(
+        status=JobStatus.SENDING,
+        attempts=JOBS.c.attempts + 1,
+        next_attempt_at=DbAfter(bindparam("p_lease")),
+        enqueued_at=None,
+        hold=None,
+        updated_at=DbNow(),
+    )
+    .returning(
+        JOBS.c.tenant_id, JOBS.c.alert_id, JOBS.c.channel_id, JOBS.c.event_id, JOBS.c.queue, JOBS.c.attempts,
+        JOBS.c.attempts_at_replay,
+    )
+)
+_CHANNEL_COLUMNS = (
+    CHANNELS.c.channel_id, CHANNELS.c.tenant_id, CHANNELS.c.channel_type, CHANNELS.c.config,
+    CHANNELS.c.encrypted_secrets, CHANNELS.c.is_enabled, CHANNELS.c.updated_at,
+)
+_SENDING_WITH = select(*_CHANNEL_COLUMNS, EVENTS.c.payload).select_from(EVENTS).outerjoin(
+    CHANNELS, CHANNELS.c.channel_id == bindparam("p_channel_id")
+).where(EVENTS.c.event_id == bindparam("p_event_id"))
+
+# PostgreSQL claims and reads what the attempt needs in one round trip.
+_claimed = _CLAIM.cte("claimed")
+_CLAIM_WITH_CHANNEL = (
+    select(_claimed, *_CHANNEL_COLUMNS[1:], EVENTS.c.payload)
+    .select_from(_claimed)
+    .join(EVENTS, EVENTS.c.event_id == _claimed.c.event_id)
+    .outerjoin(CHANNELS, CHANNELS.c.channel_id == _claimed.c.channel_id)
+)
+
+_CONSUMED_WITHOUT_CLAIM = (
+    update(JOBS)
+    .where(
+        JOBS.c.job_id == bindparam("p_job_id"),
+        JOBS.c.status.in_(WAITING),
+        JOBS.c.enqueued_at.is_not(None),
+        JOBS.c.next_attempt_at <= DbAfter(bindparam("p_tolerance")),
+    )
+    .values(enqueued_at=None)
+    .returning(JOBS.c.tenant_id, JOBS.c.queue)
+)
+
+_HOLD = (
+    update(JOBS)
+    .where(JOBS.c.job_id == bindparam("p_job_id"), JOBS.c.status == JobStatus.SENDING, JOBS.c.attempts == bindparam("p_attempt"))
+    .values(
+        status=bindparam("p_restored"),
+        attempts=JOBS.c.attempts - 1,
+        hold=bindparam("p_reason"),
+        enqueued_at=None,
+        next_attempt_at=DbAfter(bindparam("p_wait")),
+        updated_at=DbNow(),
+    )
+)
+
+_held = JOBS.alias("held")
+_waiting_later = JOBS.alias("waiting_later")
+_RECORD = (
+    update(JOBS)
+    .where(JOBS.c.job_id == bindparam("p_job_id"), JOBS.c.status == JobStatus.SENDING, JOBS.c.attempts == bindparam("p_attempt"))
+    .values(
+        status=bindparam("p_status"),
+        hold=None,
+        updated_at=DbNow(),
+        last_error=bindparam("p_last_error"),
+        # Delivered: now; otherwise kept.
+        delivered_at=case((bindparam("p_delivered", type_=Boolean), DbNow()), else_=JOBS.c.delivered_at),
+        # A retry: its due time; otherwise kept.
+        next_attempt_at=case((bindparam("p_retrying", type_=Boolean), DbAfter(bindparam("p_retry_in", type_=Float))), else_=JOBS.c.next_attempt_at),
+        # A retry as an ETA message has its message out; any other outcome has none.
+        enqueued_at=case((bindparam("p_eta", type_=Boolean), DbNow()), else_=None),
+    )
+    .returning(
+        JOBS.c.alert_id,
+        JOBS.c.channel_id,
+        # Whether a later event of the alert waits on this channel: only then is one released.
+        exists()
+        .where(
+            _waiting_later.c.tenant_id == JOBS.c.tenant_id,
+            _waiting_later.c.alert_id == JOBS.c.alert_id,
+            _waiting_later.c.channel_id == JOBS.c.channel_id,
+            _waiting_later.c.job_id > JOBS.c.job_id,
+            _waiting_later.c.status.in_(WAITING),
+        )
+        .label("later_waiting"),
+        # Whether jobs are held for the channel: only then does its freed slot feed one.
+        exists().where(_held.c.channel_id == JOBS.c.channel_id, _held.c.hold.is_not(None)).label("channel_held"),
+    )
+)
+
+_QUEUED = (
+    select(func.count())
+    .select_from(JOBS)
+    .where(
+        JOBS.c.tenant_id == bindparam("p_tenant_id"),
+        JOBS.c.queue == bindparam("p_queue"),
+        JOBS.c.enqueued_at.is_not(None),
+        JOBS.c.status.in_(WAITING),
+        JOBS.c.next_attempt_at <= DbNow(),
+    )
+    .scalar_subquery()
+)
+_room = bindparam("p_depth") - _QUEUED
+_FEED_TENANT = _feeding(
+    select(JOBS.c.job_id)
+    .where(JOBS.c.tenant_id == bindparam("p_tenant_id"), JOBS.c.queue == bindparam("p_queue"), JOBS.c.hold.is_(None), _WAITING_UNQUEUED)
+    .order_by(JOBS.c.job_id)
+    .limit(case((_room > 0, _room), else_=0))
+    .with_for_update(skip_locked=True)
+)
+_FEED_CHANNEL = _feeding(
+    select(JOBS.c.job_id)
+    .where(JOBS.c.channel_id == bindparam("p_channel_id"), JOBS.c.hold == HOLD_CHANNEL_BUSY, _WAITING_UNQUEUED)
+    .order_by(JOBS.c.job_id)
+    .limit(bindparam("p_slots"))
+    .with_for_update(skip_locked=True),
+    clear_hold=True,
+)
+_FEED_PROBE = _feeding(
+    select(JOBS.c.job_id)
+    .where(
+        JOBS.c.channel_id == bindparam("p_channel_id"),
+        JOBS.c.hold == HOLD_CIRCUIT_OPEN,
+        JOBS.c.status.in_(WAITING),
+        JOBS.c.enqueued_at.is_(None),
+        _fresh(),
+        _not_blocked(),
+    )
+    .order_by(JOBS.c.job_id)
+    .limit(1)
+    .with_for_update(skip_locked=True),
+    clear_hold=True,
+)
+_RELEASE_SUCCESSOR = _feeding(
+    select(JOBS.c.job_id)
+    .where(
+        JOBS.c.tenant_id == bindparam("p_tenant_id"),
+        JOBS.c.alert_id == bindparam("p_alert_id"),
+        JOBS.c.channel_id == bindparam("p_channel_id"),
+        JOBS.c.job_id > bindparam("p_job_id"),
+        JOBS.c.status.in_(WAITING),
+        JOBS.c.enqueued_at.is_(None),
+        JOBS.c.hold.is_(None),
+        JOBS.c.next_attempt_at <= DbNow(),
+    )
+    .order_by(JOBS.c.job_id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_RELEASE_CIRCUIT_HOLDS = (
+    update(JOBS)
+    .where(JOBS.c.channel_id == bindparam("p_channel_id"), JOBS.c.hold == HOLD_CIRCUIT_OPEN)
+    .values(hold=HOLD_CHANNEL_BUSY, next_attempt_at=DbNow())
+)
+_HAS_HELD = select(exists().where(JOBS.c.channel_id == bindparam("p_channel_id"), JOBS.c.hold.is_not(None)))
+_UNMARK = (
+    update(JOBS)
+    .where(JOBS.c.job_id.in_(bindparam("p_job_ids", expanding=True)), JOBS.c.status.in_(WAITING))
+    .values(enqueued_at=None)
+)
+
+
+def _run(session: Session, statement, **params):
+    # Core statements on the session's connection: no ORM bookkeeping on the hot path. The
+    # statements' parameters are named p_<name> (a column's own name is reserved in UPDATE).
+    return session.connection().execute(statement, {f"p_{name}": value for name, value in params.items()})
+
+
+def _targets(result) -> list[Target]:
+    return sorted((row.job_id, row.queue) for row in result)
+
+
+# The operations ---------------------------------------------------------------------
 
 
 def claim(session: Session, job_id: int, settings: DeliverySettings) -> ClaimedJob | None:
@@ -96,33 +326,25 @@ def claim(session: Session, job_id: int, settings: DeliverySettings) -> ClaimedJ
     retry scheduled for later (an early or duplicate message); waiting behind an earlier
     event of its alert on its channel; or expired (the sweeper dead-letters it).
     """
-    now = db_now(session)
-    row = session.execute(
-        update(Job)
-        .where(
-            Job.job_id == job_id,
-            Job.status.in_(WAITING_JOB_STATUSES),
-            Job.next_attempt_at <= db_after(session, SCHEDULE_TOLERANCE.total_seconds()),
-            _fresh(session, settings),
-            _not_blocked(),
-        )
-        .values(
-            status=JobStatus.SENDING,
-            attempts=Job.attempts + 1,
-            next_attempt_at=db_after(session, claim_lease(settings).total_seconds()),
-            enqueued_at=None,
-            hold=None,
-            updated_at=now,
-        )
-        .returning(
-            Job.tenant_id, Job.alert_id, Job.channel_id, Job.event_id, Job.queue, Job.attempts, Job.attempts_at_replay
-        )
-        .execution_options(synchronize_session=False)
-    ).first()
-    if row is None:
-        return None
-    channel = session.get(NotificationChannel, row.channel_id)
-    payload = session.scalar(select(AlertEvent.payload).where(AlertEvent.event_id == row.event_id))
+    params = {
+        "job_id": job_id,
+        "tolerance": SCHEDULE_TOLERANCE.total_seconds(),
+        "lease": claim_lease(settings).total_seconds(),
+        "max_age": settings.max_age_seconds,
+    }
+    if is_postgres(session):
+        row = _run(session, _CLAIM_WITH_CHANNEL, **params).first()
+        if row is None:
+            return None
+        channel = row if row.channel_type is not None else None
+        payload = row.payload
+    else:
+        row = _run(session, _CLAIM, **params).first()
+        if row is None:
+            return None
+        found = _run(session, _SENDING_WITH, channel_id=row.channel_id, event_id=row.event_id).first()
+        channel = found if found.channel_type is not None else None
+        payload = found.payload
     return ClaimedJob(
         job_id=job_id,
         tenant_id=row.tenant_id,
@@ -144,18 +366,7 @@ def consumed_without_claim(session: Session, job_id: int) -> Target | None:
     own ETA message is still to come. Returns the job's (tenant, queue), so the tenant's
     share of the queue can be topped up.
     """
-    row = session.execute(
-        update(Job)
-        .where(
-            Job.job_id == job_id,
-            Job.status.in_(WAITING_JOB_STATUSES),
-            Job.enqueued_at.is_not(None),
-            Job.next_attempt_at <= db_after(session, SCHEDULE_TOLERANCE.total_seconds()),
-        )
-        .values(enqueued_at=None)
-        .returning(Job.tenant_id, Job.queue)
-        .execution_options(synchronize_session=False)
-    ).first()
+    row = _run(session, _CONSUMED_WITHOUT_CLAIM, job_id=job_id, tolerance=SCHEDULE_TOLERANCE.total_seconds()).first()
     return (row.tenant_id, row.queue) if row else None
 
 
@@ -165,18 +376,8 @@ def hold(session: Session, claimed: ClaimedJob, reason: str, wait_seconds: float
     The attempt is not counted; the job waits, without a message, until its channel feeds it.
     """
     restored = JobStatus.PENDING if claimed.budget_attempt == 1 else JobStatus.RETRYING
-    result = session.execute(
-        update(Job)
-        .where(Job.job_id == claimed.job_id, Job.status == JobStatus.SENDING, Job.attempts == claimed.attempt)
-        .values(
-            status=restored,
-            attempts=Job.attempts - 1,
-            hold=reason,
-            enqueued_at=None,
-            next_attempt_at=db_after(session, wait_seconds),
-            updated_at=db_now(session),
-        )
-        .execution_options(synchronize_session=False)
+    result = _run(
+        session, _HOLD, job_id=claimed.job_id, attempt=claimed.attempt, restored=str(restored), reason=reason, wait=wait_seconds
     )
     return result.rowcount == 1
 
@@ -187,6 +388,8 @@ class Recorded:
 
     status: JobStatus | None
     to_send: list[Target]
+    # Whether jobs wait for the job's channel (a freed slot should feed one).
+    channel_held: bool = False
 
     @property
     def stale(self) -> bool:
@@ -199,42 +402,72 @@ def record_outcome(session: Session, record: AttemptRecord) -> Recorded:
     The job changes only while it is SENDING under this very attempt (one conditional
     UPDATE): the outcome of an attempt whose lease expired is logged against its attempt and
     never moves the job (a DELIVERED job never goes back). A settled job feeds the next event
-    of its alert on its channel, and the freed slot feeds the channel's held jobs.
+    of its alert on its channel.
     """
-    now = db_now(session)
     if record.success:
-        status, values = JobStatus.DELIVERED, {"delivered_at": now, "last_error": None, "enqueued_at": None}
+        status = JobStatus.DELIVERED
     elif record.will_retry:
-        values = {
-            "last_error": record.detail,
-            "next_attempt_at": db_after(session, record.retry_in),
-            "enqueued_at": now if record.eta_message else None,
-        }
         status = JobStatus.RETRYING
     else:
-        status, values = JobStatus.FAILED, {"last_error": record.detail, "enqueued_at": None}
-    row = session.execute(
-        update(Job)
-        .where(Job.job_id == record.job_id, Job.status == JobStatus.SENDING, Job.attempts == record.attempt)
-        .values(status=status, hold=None, updated_at=now, **values)
-        .returning(Job.tenant_id, Job.alert_id, Job.channel_id)
-        .execution_options(synchronize_session=False)
-    ).first()
+        status = JobStatus.FAILED
     error = None if record.success else record.detail
+    row = _run(
+        session,
+        _RECORD,
+        job_id=record.job_id,
+        attempt=record.attempt,
+        status=str(status),
+        last_error=error,
+        delivered=record.success,
+        retrying=status == JobStatus.RETRYING,
+        retry_in=record.retry_in or 0.0,
+        eta=status == JobStatus.RETRYING and record.eta_message,
+    ).first()
     if row is None:
         _log_attempt(session, record, (error or "delivered") + LATE_OUTCOME)
         return Recorded(None, [])
     _log_attempt(session, record, error)
     to_send: list[Target] = []
-    if status in (JobStatus.DELIVERED, JobStatus.FAILED):
-        to_send += release_successor(session, record.tenant_id, row.alert_id, row.channel_id, record.job_id)
-    return Recorded(status, to_send)
+    if status != JobStatus.RETRYING and row.later_waiting:
+        to_send = release_successor(session, record.tenant_id, row.alert_id, row.channel_id, record.job_id)
+    return Recorded(status, to_send, bool(row.channel_held))
+
+
+def _log_statement(dialect_insert):
+    # One row per attempt. A row the sweeper wrote for a lease that expired (outcome unknown,
+    # no duration) is corrected by the attempt's own late outcome; any other is kept.
+    insert = dialect_insert(LOG).values(
+        tenant_id=bindparam("p_tenant_id"),
+        job_id=bindparam("p_job_id"),
+        attempt=bindparam("p_attempt"),
+        success=bindparam("p_success"),
+        status_code=bindparam("p_status_code"),
+        error=bindparam("p_error"),
+        duration_ms=bindparam("p_duration_ms"),
+        created_at=DbNow(),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=["job_id", "attempt"],
+        set_={
+            "success": insert.excluded.success,
+            "status_code": insert.excluded.status_code,
+            "error": insert.excluded.error,
+            "duration_ms": insert.excluded.duration_ms,
+        },
+        where=LOG.c.duration_ms.is_(None),
+    )
+
+
+_LOG_STATEMENTS: dict[str, Any] = {}
 
 
 def _log_attempt(session: Session, record: AttemptRecord, error: str | None) -> None:
-    # One row per attempt. A row the sweeper wrote for a lease that expired (outcome unknown,
-    # no duration) is corrected by the attempt's own late outcome; any other is kept.
-    insert = insert_for(session)(DeliveryLog).values(
+    dialect = session.get_bind().dialect.name
+    if dialect not in _LOG_STATEMENTS:
+        _LOG_STATEMENTS[dialect] = _log_statement(insert_for(session))
+    _run(
+        session,
+        _LOG_STATEMENTS[dialect],
         tenant_id=record.tenant_id,
         job_id=record.job_id,
         attempt=record.attempt,
@@ -242,19 +475,6 @@ def _log_attempt(session: Session, record: AttemptRecord, error: str | None) -> 
         status_code=record.status_code,
         error=error,
         duration_ms=record.duration_ms,
-        created_at=db_now(session),
-    )
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=["job_id", "attempt"],
-            set_={
-                "success": insert.excluded.success,
-                "status_code": insert.excluded.status_code,
-                "error": insert.excluded.error,
-                "duration_ms": insert.excluded.duration_ms,
-            },
-            where=DeliveryLog.duration_ms.is_(None),
-        )
     )
 
 
@@ -270,156 +490,55 @@ def log_lost_attempt(session: Session, job: Job, error: str) -> None:
             status_code=None,
             error=error,
             duration_ms=None,
-            created_at=db_now(session),
+            created_at=DbNow(),
         )
         .on_conflict_do_nothing(index_elements=["job_id", "attempt"])
     )
 
 
-def _feed(session: Session, candidates, *, clear_hold: bool = False) -> list[Target]:
-    """Mark the chosen jobs as having a message out; their messages go after the commit."""
-    values: dict[str, Any] = {"enqueued_at": db_now(session)}
-    if clear_hold:
-        values["hold"] = None
-    rows = session.execute(
-        update(Job)
-        .where(Job.job_id.in_(candidates.scalar_subquery()), Job.enqueued_at.is_(None))
-        .values(**values)
-        .returning(Job.job_id, Job.queue)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return sorted((row.job_id, row.queue) for row in rows)
-
-
-def _waiting_unqueued(session: Session, settings: DeliverySettings):
-    return and_(
-        Job.status.in_(WAITING_JOB_STATUSES),
-        Job.enqueued_at.is_(None),
-        _due(session),
-        _fresh(session, settings),
-        _not_blocked(),
-    )
-
-
-def queued_count(session: Session, tenant_id: str, queue: str):
-    """How many of a tenant's jobs have a message waiting in `queue` (a scalar subquery)."""
-    return (
-        select(func.count())
-        .select_from(Job)
-        .where(
-            Job.tenant_id == tenant_id,
-            Job.queue == queue,
-            Job.enqueued_at.is_not(None),
-            Job.status.in_(WAITING_JOB_STATUSES),
-            _due(session),
-        )
-        .scalar_subquery()
-    )
+def queued_count(session: Session, tenant_id: str, queue: str) -> int:
+    """How many of a tenant's jobs have a message waiting in `queue`."""
+    return _run(session, select(_QUEUED), tenant_id=tenant_id, queue=queue).scalar()
 
 
 def feed_tenant(session: Session, tenant_id: str, queue: str, settings: DeliverySettings) -> list[Target]:
     """Top up the tenant's share of `queue` with its oldest waiting jobs, up to the depth."""
-    room = settings.tenant_queue_depth - queued_count(session, tenant_id, queue)
-    candidates = (
-        select(Job.job_id)
-        .where(Job.tenant_id == tenant_id, Job.queue == queue, Job.hold.is_(None), _waiting_unqueued(session, settings))
-        .order_by(Job.job_id)
-        .limit(case((room > 0, room), else_=0))
-        .with_for_update(skip_locked=True)
+    return _targets(
+        _run(session, _FEED_TENANT, tenant_id=tenant_id, queue=queue, depth=settings.tenant_queue_depth, max_age=settings.max_age_seconds)
     )
-    return _feed(session, candidates)
 
 
 def feed_channel(session: Session, channel_id: int, slots: int, settings: DeliverySettings) -> list[Target]:
     """Feed up to `slots` of the jobs held for a busy channel, oldest first."""
     if slots <= 0:
         return []
-    candidates = (
-        select(Job.job_id)
-        .where(Job.channel_id == channel_id, Job.hold == HOLD_CHANNEL_BUSY, _waiting_unqueued(session, settings))
-        .order_by(Job.job_id)
-        .limit(slots)
-        .with_for_update(skip_locked=True)
-    )
-    return _feed(session, candidates, clear_hold=True)
+    return _targets(_run(session, _FEED_CHANNEL, channel_id=channel_id, slots=slots, max_age=settings.max_age_seconds))
 
 
 def has_held(session: Session, channel_id: int) -> bool:
     """Whether jobs wait for this channel (busy, or its circuit open)."""
-    return bool(session.scalar(select(exists().where(Job.channel_id == channel_id, Job.hold.is_not(None)))))
+    return bool(_run(session, _HAS_HELD, channel_id=channel_id).scalar())
 
 
 def release_circuit_holds(session: Session, channel_id: int) -> int:
     """The channel's circuit closed: its jobs held for the circuit now wait for a free slot."""
-    return session.execute(
-        update(Job)
-        .where(Job.channel_id == channel_id, Job.hold == HOLD_CIRCUIT_OPEN)
-        .values(hold=HOLD_CHANNEL_BUSY, next_attempt_at=db_now(session))
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return _run(session, _RELEASE_CIRCUIT_HOLDS, channel_id=channel_id).rowcount
 
 
 def feed_probe(session: Session, channel_id: int, settings: DeliverySettings) -> list[Target]:
     """Feed the oldest job held for the channel's circuit: the probe once its open period passed."""
-    candidates = (
-        select(Job.job_id)
-        .where(
-            Job.channel_id == channel_id,
-            Job.hold == HOLD_CIRCUIT_OPEN,
-            Job.status.in_(WAITING_JOB_STATUSES),
-            Job.enqueued_at.is_(None),
-            _fresh(session, settings),
-            _not_blocked(),
-        )
-        .order_by(Job.job_id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    return _feed(session, candidates, clear_hold=True)
+    return _targets(_run(session, _FEED_PROBE, channel_id=channel_id, max_age=settings.max_age_seconds))
 
 
 def release_successor(session: Session, tenant_id: str, alert_id: int, channel_id: int, job_id: int) -> list[Target]:
     """A job settled: the next event of its alert on its channel may go now, if it waits."""
-    candidates = (
-        select(Job.job_id)
-        .where(
-            Job.tenant_id == tenant_id,
-            Job.alert_id == alert_id,
-            Job.channel_id == channel_id,
-            Job.job_id > job_id,
-            Job.status.in_(WAITING_JOB_STATUSES),
-            Job.enqueued_at.is_(None),
-            Job.hold.is_(None),
-            _due(session),
-        )
-        .order_by(Job.job_id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    return _feed(session, candidates)
+    return _targets(_run(session, _RELEASE_SUCCESSOR, tenant_id=tenant_id, alert_id=alert_id, channel_id=channel_id, job_id=job_id))
 
 
 def unmark(session: Session, job_ids: list[int]) -> None:
     """Their messages could not be sent (the broker is down): they wait to be fed again."""
     if job_ids:
-        session.execute(
-            update(Job)
-            .where(Job.job_id.in_(job_ids), Job.status.in_(WAITING_JOB_STATUSES))
-            .values(enqueued_at=None)
-            .execution_options(synchronize_session=False)
-        )
-
-
-def _later_event_delivered(job):
-    """A later event of the job's alert was already delivered on its channel (an EXISTS)."""
-    later = aliased(Job)
-    return exists().where(
-        later.tenant_id == job.tenant_id,
-        later.alert_id == job.alert_id,
-        later.channel_id == job.channel_id,
-        later.job_id > job.job_id,
-        later.status == JobStatus.DELIVERED,
-    )
+        _run(session, _UNMARK, job_ids=list(job_ids))
 
 
 def superseded(session: Session, job: Job) -> bool:
@@ -441,22 +560,19 @@ def replay(session: Session, job: Job) -> str | None:
         return f"only a FAILED delivery can be replayed; this one is {job.status}"
     if superseded(session, job):
         return "superseded: a later event of this alert was already delivered on this channel"
-    now = db_now(session)
     session.execute(
         update(Job)
         .where(Job.job_id == job.job_id, Job.status == JobStatus.FAILED)
         .values(
             status=JobStatus.PENDING,
             attempts_at_replay=Job.attempts,
-            next_attempt_at=now,
-            replayed_at=now,
+            next_attempt_at=DbNow(),
+            replayed_at=DbNow(),
             enqueued_at=None,
             hold=None,
-            updated_at=now,
+            updated_at=DbNow(),
         )
         .execution_options(synchronize_session=False)
     )
     session.refresh(job)
     return None
-
-

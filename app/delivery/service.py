@@ -28,7 +28,6 @@ from app.delivery.jobs import (
     consumed_without_claim,
     feed_channel,
     feed_tenant,
-    has_held,
     hold,
     record_outcome,
     release_circuit_holds,
@@ -306,7 +305,7 @@ class Deliveries:
         with self.db.session(record.tenant_id) as session:
             recorded = record_outcome(session, record)
             to_send = list(recorded.to_send)
-            held = not recorded.stale and has_held(session, record.channel_id)
+            held = recorded.channel_held
         if recorded.stale:
             log.warning(
                 "late outcome of attempt %s of job %s logged; the job had moved on",

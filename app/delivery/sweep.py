@@ -32,9 +32,11 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import DeliverySettings
-from app.db import SYSTEM_SCOPE, Database, db_after, db_now
+from app.db import SYSTEM_SCOPE, Database, DbNow, db_after, db_now
 from app.delivery.admission import ChannelAdmission
 from app.delivery.jobs import (
+    JOBS,
+    WAITING,
     Target,
     _fresh,
     _not_blocked,
@@ -178,38 +180,40 @@ def reclaim_lost(session: Session, watermarks: dict[str, datetime], grace: timed
 def feed_due(session: Session, settings: DeliverySettings, report: SweepReport) -> None:
     """Step 4: due jobs without a message, each tenant up to its share of each queue."""
     waiting = and_(
-        Job.status.in_(WAITING_JOB_STATUSES),
-        Job.enqueued_at.is_(None),
-        Job.hold.is_(None),
-        Job.next_attempt_at <= db_now(session),
-        _fresh(session, settings),
+        JOBS.c.status.in_(WAITING),
+        JOBS.c.enqueued_at.is_(None),
+        JOBS.c.hold.is_(None),
+        JOBS.c.next_attempt_at <= DbNow(),
+        _fresh(),
         _not_blocked(),
     )
     ranked = (
         select(
-            Job.job_id,
-            Job.tenant_id,
-            Job.queue,
-            func.row_number().over(partition_by=(Job.tenant_id, Job.queue), order_by=Job.job_id).label("rank"),
+            JOBS.c.job_id,
+            JOBS.c.tenant_id,
+            JOBS.c.queue,
+            func.row_number().over(partition_by=(JOBS.c.tenant_id, JOBS.c.queue), order_by=JOBS.c.job_id).label("rank"),
         )
         .where(waiting)
         .subquery()
     )
-    pairs = session.execute(select(ranked.c.tenant_id, ranked.c.queue).distinct()).all()
+    age = {"p_max_age": settings.max_age_seconds}
+    pairs = session.execute(select(ranked.c.tenant_id, ranked.c.queue).distinct(), age).all()
     chosen: list[int] = []
     for tenant_id, queue in pairs:
-        room = settings.tenant_queue_depth - session.scalar(select(queued_count(session, tenant_id, queue)))
+        room = settings.tenant_queue_depth - queued_count(session, tenant_id, queue)
         if room > 0:
             chosen += session.scalars(
                 select(ranked.c.job_id)
                 .where(ranked.c.tenant_id == tenant_id, ranked.c.queue == queue, ranked.c.rank <= room)
-                .limit(BATCH)
+                .limit(BATCH),
+                age,
             ).all()
     if chosen:
         rows = session.execute(
             update(Job)
             .where(Job.job_id.in_(chosen), Job.enqueued_at.is_(None))
-            .values(enqueued_at=db_now(session))
+            .values(enqueued_at=DbNow())
             .returning(Job.job_id, Job.queue)
             .execution_options(synchronize_session=False)
         ).all()
