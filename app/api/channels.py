@@ -23,6 +23,7 @@ from app.channels import (
 )
 from app.channels.http import literal_ip_refusal
 from app.models import NotificationChannel, utcnow
+from app.payload import test_send_payload
 from app.problems import Problem, field_problem, validation_problem
 from app.schemas import ChannelCreate, ChannelUpdate
 from app.secrets import (
@@ -32,8 +33,6 @@ from app.secrets import (
     restore_masked,
     split_secrets,
 )
-from app.severity import severity_label
-from app.status import Event
 from app.web import pulse
 
 bp = Blueprint("channels", __name__)
@@ -136,24 +135,6 @@ def delete_channel(channel_id: str):
     return "", 204
 
 
-def test_payload(channel: NotificationChannel, message_id: str) -> dict[str, Any]:
-    """A notification that says it is a test, in the shape every channel delivers."""
-    return {
-        "alert_id": None,
-        "alert_type": Event.TEST,
-        "severity": 2,
-        "severity_label": severity_label(2),
-        "device_id": "pulse-test-device",
-        "site_id": None,
-        "tenant_id": channel.tenant_id,
-        "message": f"Test notification from Pulse for channel {channel.name!r}",
-        "details": {"test": True, "test_id": message_id},
-        "triggered_at": utcnow().isoformat(),
-        "event_type": Event.TEST,
-        "job_id": None,
-    }
-
-
 @bp.post("/channels/<channel_id>/test")
 def test_channel(channel_id: str):
     """Send a test notification now and answer with what the receiver said."""
@@ -165,7 +146,8 @@ def test_channel(channel_id: str):
         except DeliveryError as exc:
             raise Problem(502, f"test send failed: {exc}") from None
         message_id = f"test-{uuid.uuid4()}"
-        notification = Notification(payload=test_payload(channel, message_id), message_id=message_id)
+        payload = test_send_payload(channel.tenant_id, channel.name, message_id, utcnow())
+        notification = Notification(payload=payload, message_id=message_id)
         sender = SENDERS[channel.channel_type]
     started = time.perf_counter()
     try:

@@ -27,6 +27,7 @@ from app.channels.base import (
 from app.channels.errors import PermanentError
 from app.channels.formatting import headline
 from app.channels.http import send_http
+from app.severity import severity_label
 from app.status import Event
 
 EVENT_ACTIONS = {Event.OPEN: "trigger", Event.ACKNOWLEDGED: "acknowledge", Event.CLOSED: "resolve", Event.TEST: "trigger"}
@@ -36,15 +37,13 @@ EVENT_ACTIONS = {Event.OPEN: "trigger", Event.ACKNOWLEDGED: "acknowledge", Event
 SUMMARY_LIMIT = 1024
 
 
+# PagerDuty's four event severities for Pulse's four levels (DESIGN §7).
+PAGERDUTY_SEVERITIES = {"CRITICAL": "critical", "HIGH": "error", "MEDIUM": "warning", "LOW": "info"}
+
+
 def pagerduty_severity(severity: int) -> str:
     """Pulse severity 0..5 as one of PagerDuty's four: critical, error, warning, info."""
-    if severity >= 4:
-        return "critical"
-    if severity == 3:
-        return "error"
-    if severity == 2:
-        return "warning"
-    return "info"
+    return PAGERDUTY_SEVERITIES[severity_label(severity)]
 
 
 def dedup_key(notification: Notification) -> str:

@@ -27,6 +27,7 @@ from app.channels.base import (
 from app.channels.errors import PermanentError
 from app.channels.formatting import EVENT_WORDS, headline
 from app.channels.http import send_http, url_secrets, webhook_url_field
+from app.severity import level_of
 from app.status import Event
 
 # Slack's documented error bodies of incoming webhooks
@@ -53,8 +54,6 @@ SLACK_ERROR_CODES = frozenset(
     }
 )
 
-# The seeds' palette: red for critical, orange for high, blue for the rest.
-SEVERITY_COLOURS = ((4, "#e94560"), (3, "#ff9800"), (0, "#2196f3"))
 
 def escape(text: Any) -> str:
     """Slack's control characters escaped, so alert text cannot form links or @-mentions.
@@ -65,8 +64,8 @@ def escape(text: Any) -> str:
 
 
 def severity_colour(severity: int) -> str:
-    """The attachment colour of a severity 0..5."""
-    return next(colour for floor, colour in SEVERITY_COLOURS if severity >= floor)
+    """The attachment colour of a severity 0..5: the colour of its level."""
+    return level_of(severity).colour
 
 
 def _epoch(timestamp: str | None) -> int | None:

@@ -38,6 +38,7 @@ from app.channels.http import (
     url_secrets,
     webhook_url_field,
 )
+from app.severity import level_of
 from app.status import Event
 
 ADAPTIVE_CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -45,17 +46,22 @@ ADAPTIVE_CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 # 1.4 is the newest version every Teams client renders (Teams mobile lags behind desktop on 1.5).
 ADAPTIVE_CARD_VERSION = "1.4"
 
-# The seeds' palette, as hex for MessageCard themeColor and as the nearest Adaptive Card
-# TextBlock colour: red for critical, orange for high, the rest calm.
-SEVERITY_THEME_COLOURS = ((4, "e94560"), (3, "ff9800"), (0, "2196f3"))
-SEVERITY_TEXT_COLOURS = ((4, "Attention"), (3, "Warning"), (0, "Good"))
+# The Adaptive Card TextBlock colour nearest to each colour of the severity palette
+# (https://adaptivecards.io/explorer/TextBlock.html): red, orange, and the calm blue.
+TEXT_COLOURS = {"#e94560": "Attention", "#ff9800": "Warning", "#2196f3": "Good"}
 
 CONNECTOR_FAILURE = "Webhook message delivery failed"
 _REPORTED_STATUS = re.compile(r"Microsoft Teams endpoint returned HTTP error (\d{3})")
 
 
-def _by_severity(table: tuple[tuple[int, str], ...], severity: int) -> str:
-    return next(value for floor, value in table if severity >= floor)
+def theme_colour(severity: int) -> str:
+    """A MessageCard `themeColor`: the level's colour as bare hex."""
+    return level_of(severity).colour.removeprefix("#")
+
+
+def text_colour(severity: int) -> str:
+    """An Adaptive Card TextBlock colour for the level's colour."""
+    return TEXT_COLOURS.get(level_of(severity).colour, "Default")
 
 
 def _facts(payload: dict[str, Any]) -> list[tuple[str, str]]:
@@ -86,7 +92,7 @@ def adaptive_card_message(payload: dict[str, Any]) -> dict[str, Any]:
                 "text": headline(payload),
                 "size": "Medium",
                 "weight": "Bolder",
-                "color": _by_severity(SEVERITY_TEXT_COLOURS, severity),
+                "color": text_colour(severity),
                 "wrap": True,
             },
             {"type": "TextBlock", "text": str(payload.get("message") or ""), "wrap": True},
@@ -105,7 +111,7 @@ def message_card(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "@type": "MessageCard",
         "@context": "http://schema.org/extensions",
-        "themeColor": _by_severity(SEVERITY_THEME_COLOURS, severity),
+        "themeColor": theme_colour(severity),
         "summary": headline(payload),
         "sections": [
             {
