@@ -1,31 +1,22 @@
 """Email: one plain-text message per notification through the channel's SMTP server.
 
-The subject and body are Jinja2 templates over the payload fields, rendered in a sandbox.
-Templates are a deliberately small subset of Jinja2 (see `check_template`): a channel's
-template is written by a tenant but rendered inside Pulse, and Jinja2 evaluates constant
-expressions such as `'a' * 10**9` or `'a'|center(10**9)` while compiling, so the subset has
-no operator or filter that can grow a string without bound.
-
-Every message carries `Message-ID: <pulse-<message id>@<domain of from>>`, the same on every
-attempt of a job, so a mail client can drop repeats. Bcc recipients are in the envelope only.
-SMTP hosts usually live on private networks, so the destination is not guarded (DESIGN §7).
+The subject and body are templates over the payload fields, in the bounded sandbox of
+`app.templating`, with sensible defaults. Every message carries
+`Message-ID: <pulse-<message id>@<domain of from>>`, the same on every attempt of a job, so a
+mail client can drop repeats. Bcc recipients are in the envelope only. SMTP hosts usually live
+on private networks, so the destination is not guarded (DESIGN §7).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError, meta, nodes, pass_eval_context
-from jinja2.filters import do_join
-from jinja2.nodes import EvalContext
-from jinja2.sandbox import SandboxedEnvironment
+from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from app.channels.base import (
@@ -37,24 +28,9 @@ from app.channels.base import (
 )
 from app.channels.errors import DeliveryError, PermanentError, TransientError
 from app.channels.http import excerpt
-from app.channels.network import connection_error
-
-PAYLOAD_FIELDS = frozenset(
-    {
-        "alert_id",
-        "alert_type",
-        "severity",
-        "severity_label",
-        "device_id",
-        "site_id",
-        "tenant_id",
-        "message",
-        "details",
-        "triggered_at",
-        "event_type",
-        "job_id",
-    }
-)
+from app.channels.network import Host, connection_error, dns_name
+from app.payload import PAYLOAD_FIELDS
+from app.templating import RenderFailed, check_template, render
 
 DEFAULT_SUBJECT = "[{{ severity_label }}] {{ alert_type }} on {{ device_id }} ({{ event_type|lower }})"
 
@@ -79,243 +55,41 @@ Details: {{ details|json }}
 
 SUBJECT_TEMPLATE_MAX_LENGTH = 1_000
 BODY_TEMPLATE_MAX_LENGTH = 20_000
-RENDERED_MAX_CHARACTERS = 1_000_000
-MAX_LOOP_NESTING = 2
-MAX_JSON_INDENT = 8
 MAX_RECIPIENTS = 100
 
-# Filters that cannot turn a small input into a huge output (`join` and `json` are bounded
-# below; `wordwrap`, `indent`, `center`, `format` and `tojson`'s indent could, so they are left out).
-ALLOWED_FILTERS = frozenset(
-    {
-        "abs",
-        "capitalize",
-        "count",
-        "d",
-        "default",
-        "dictsort",
-        "filesizeformat",
-        "first",
-        "float",
-        "int",
-        "items",
-        "join",
-        "json",
-        "last",
-        "length",
-        "list",
-        "lower",
-        "max",
-        "min",
-        "reverse",
-        "round",
-        "sort",
-        "string",
-        "striptags",
-        "sum",
-        "title",
-        "trim",
-        "truncate",
-        "unique",
-        "upper",
-        "wordcount",
-    }
-)
 
-# Everything else (calls, assignments, macros, includes, `*`, `**`, `%`) is refused.
-ALLOWED_NODES = (
-    nodes.Template,
-    nodes.Output,
-    nodes.TemplateData,
-    nodes.Const,
-    nodes.Name,
-    nodes.Getattr,
-    nodes.Getitem,
-    nodes.Slice,
-    nodes.Filter,
-    nodes.Test,
-    nodes.Keyword,
-    nodes.If,
-    nodes.CondExpr,
-    nodes.For,
-    nodes.FilterBlock,
-    nodes.Compare,
-    nodes.Operand,
-    nodes.And,
-    nodes.Or,
-    nodes.Not,
-    nodes.Neg,
-    nodes.Pos,
-    nodes.Concat,
-    nodes.Add,
-    nodes.Sub,
-    nodes.Div,
-    nodes.FloorDiv,
-    nodes.Tuple,
-    nodes.List,
-    nodes.Dict,
-    nodes.Pair,
-)
+# email-validator checks the local part: a dot-atom of at most 64 characters, ASCII (smtplib
+# does not negotiate SMTPUTF8), never quoted, no display name. Its domain check refuses the
+# special-use names SMTP relays on private networks live under, such as `.local`, whatever
+# its options (`globally_deliverable=False` lifts only the dot and TLD rules; the special-use
+# list is a process-wide global of the library), so the local part is checked against a
+# stand-in domain and the domain is checked as the host name it is, by the one host check.
+_STAND_IN_DOMAIN = "example.com"
 
 
-def _json(value: Any, indent: int | None = None) -> str:
-    """Plain JSON for a text email (Jinja's `tojson` escapes `<`, `>` and `&` for HTML)."""
-    if indent is not None:
-        indent = max(0, min(int(indent), MAX_JSON_INDENT))
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str, indent=indent)
-
-
-@pass_eval_context
-def _join(eval_context: EvalContext, value: Any, separator: str = "", attribute: str | int | None = None) -> str:
-    """Jinja's `join`, refusing a separator so long that the result would be huge."""
-    items = list(value)
-    if len(str(separator)) * len(items) > RENDERED_MAX_CHARACTERS:
-        raise ValueError(f"join would produce more than {RENDERED_MAX_CHARACTERS} characters")
-    return do_join(eval_context, items, separator, attribute)
-
-
-def _text(value: Any) -> Any:
-    """An absent value (None) prints as nothing rather than as the word "None"."""
-    return "" if value is None else value
-
-
-def _environment() -> SandboxedEnvironment:
-    environment = SandboxedEnvironment(
-        undefined=StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        finalize=_text,
-    )
-    environment.filters["json"] = _json
-    environment.filters["join"] = _join
-    return environment
-
-
-ENVIRONMENT = _environment()
-
-
-class TemplateRefused(ValueError):
-    """A template that does not compile or leaves the supported subset."""
-
-
-def check_template(source: str) -> None:
-    """Parse, inspect and compile a template; TemplateRefused says what is wrong and where."""
-    try:
-        tree = ENVIRONMENT.parse(source)
-    except TemplateError as exc:
-        raise TemplateRefused(_describe_template_error(exc)) from None
-    # Checked before anything compiles it: compiling evaluates constant expressions.
-    _check_nodes(tree, loop_depth=0)
-    try:
-        unknown = meta.find_undeclared_variables(tree) - PAYLOAD_FIELDS
-        compiled_template(source)
-    except TemplateError as exc:
-        raise TemplateRefused(_describe_template_error(exc)) from None
-    if unknown:
-        raise TemplateRefused(
-            f"unknown variable(s) {', '.join(sorted(unknown))}; the payload fields are "
-            f"{', '.join(sorted(PAYLOAD_FIELDS))}"
-        )
-
-
-def _check_nodes(node: nodes.Node, loop_depth: int) -> None:
-    if not isinstance(node, ALLOWED_NODES):
-        raise TemplateRefused(f"{_construct_name(node)} is not supported in Pulse templates (line {node.lineno})")
-    if isinstance(node, nodes.Filter) and node.name not in ALLOWED_FILTERS:
-        raise TemplateRefused(
-            f"filter {node.name!r} is not supported in Pulse templates (line {node.lineno}); "
-            f"use one of {', '.join(sorted(ALLOWED_FILTERS))}"
-        )
-    if isinstance(node, nodes.For):
-        loop_depth += 1
-        if loop_depth > MAX_LOOP_NESTING:
-            raise TemplateRefused(f"loops may be nested at most {MAX_LOOP_NESTING} deep (line {node.lineno})")
-    for child in node.iter_child_nodes():
-        _check_nodes(child, loop_depth)
-
-
-def _construct_name(node: nodes.Node) -> str:
-    names = {
-        nodes.Call: "a function or method call",
-        nodes.Mul: "the * operator",
-        nodes.Pow: "the ** operator",
-        nodes.Mod: "the % operator",
-        nodes.Assign: "{% set %}",
-        nodes.AssignBlock: "{% set %}",
-        nodes.With: "{% with %}",
-        nodes.Macro: "{% macro %}",
-        nodes.CallBlock: "{% call %}",
-        nodes.Include: "{% include %}",
-        nodes.Import: "{% import %}",
-        nodes.FromImport: "{% from ... import %}",
-        nodes.Extends: "{% extends %}",
-        nodes.Block: "{% block %}",
-    }
-    return names.get(type(node), f"{type(node).__name__!r}")
-
-
-def _describe_template_error(exc: TemplateError) -> str:
-    line = getattr(exc, "lineno", None)
-    return f"template does not compile: {exc.message}" + (f" (line {line})" if line else "")
-
-
-@lru_cache(maxsize=512)
-def compiled_template(source: str):
-    """The compiled template of a source; channels reuse the same few, so keep them."""
-    return ENVIRONMENT.from_string(source)
-
-
-def render(source: str, payload: dict[str, Any], what: str) -> str:
-    """Render a checked template over the payload; PermanentError names `what` failed and why."""
-    values = {name: payload.get(name) for name in PAYLOAD_FIELDS}
-    pieces: list[str] = []
-    size = 0
-    try:
-        # Streamed so that a loop over a large `details` stops at the limit, not after it.
-        for piece in compiled_template(source).generate(values):
-            size += len(piece)
-            if size > RENDERED_MAX_CHARACTERS:
-                raise PermanentError(f"the {what} template renders more than {RENDERED_MAX_CHARACTERS} characters")
-            pieces.append(piece)
-    except DeliveryError:
-        raise
-    except TemplateError as exc:
-        raise PermanentError(f"the {what} template cannot be rendered for this alert: {exc.message}") from None
-    except Exception as exc:
-        # Whatever a template raises (ZeroDivisionError, TypeError...) is the template's fault.
-        reason = f"{type(exc).__name__}: {exc}"
-        raise PermanentError(f"the {what} template cannot be rendered for this alert: {reason}") from None
-    return "".join(pieces)
-
-
-# RFC 5321 §4.1.2 Dot-string local part and a DNS host name; quoted local parts are not accepted.
-_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_DOMAIN_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-
-
-def _address(value: str) -> str:
-    """A plain address `local@domain`, its domain lower-cased and in ASCII (punycode) form.
-
-    email-validator (pydantic's EmailStr) refuses special-use names such as `.local`, which
-    SMTP relays on private networks use, so the syntax is checked here instead.
-    """
+def email_address(value: str) -> str:
+    """A plain address `local@domain`, its domain lower-cased and in ASCII (IDNA) form."""
     local, at, domain = value.strip().rpartition("@")
-    if not at or len(local) > 64 or not _LOCAL_PART.fullmatch(local):
+    if not at:
         raise ValueError(f"{value!r} is not a plain email address (local@domain)")
     try:
-        domain = domain.encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        checked = validate_email(
+            f"{local}@{_STAND_IN_DOMAIN}", allow_smtputf8=False, check_deliverability=False, strict=True
+        )
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not a plain email address (local@domain): {exc}") from None
+    try:
+        domain = dns_name(domain)
+    except ValueError:
         raise ValueError(f"{value!r} has an invalid domain") from None
-    if len(domain) > 253 or not all(_DOMAIN_LABEL.fullmatch(label) for label in domain.split(".")):
-        raise ValueError(f"{value!r} has an invalid domain")
-    return f"{local}@{domain}"
+    return f"{checked.local_part}@{domain}"
 
 
-EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_address)]
+EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(email_address)]
 
 
 def _checked_template(source: str) -> str:
-    check_template(source)
+    check_template(source, PAYLOAD_FIELDS)
     return source
 
 
@@ -325,7 +99,7 @@ class SmtpSettings(ChannelConfig):
     # Validated by the alias only: the stored and answered config must use the key `from`.
     model_config = ConfigDict(extra="forbid", validate_by_alias=True, validate_by_name=False, serialize_by_alias=True)
 
-    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:-]+$")
+    host: Host
     port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = Field(default=None, min_length=1, max_length=256)
@@ -423,8 +197,8 @@ def message_id(notification: Notification, from_address: str) -> str:
 def build_message(config: EmailConfig, notification: Notification) -> EmailMessage:
     """The message as sent: headers name to and cc only; bcc is added to the envelope."""
     payload = notification.payload
-    subject = " ".join(render(config.template.subject, payload, "subject").split())
-    body = render(config.template.body, payload, "body")
+    subject = " ".join(_render(config.template.subject, payload, "subject").split())
+    body = _render(config.template.body, payload, "body")
     message = EmailMessage()
     message["From"] = config.smtp.from_address
     if config.recipients.to:
@@ -443,6 +217,14 @@ def build_message(config: EmailConfig, notification: Notification) -> EmailMessa
     message["X-Pulse-Event"] = " ".join(str(notification.event_type).split())
     message.set_content(body if body.endswith("\n") else body + "\n")
     return message
+
+
+def _render(source: str, payload: dict[str, Any], what: str) -> str:
+    """A template rendered over the payload; PermanentError names which template failed and why."""
+    try:
+        return render(source, {name: payload.get(name) for name in PAYLOAD_FIELDS})
+    except RenderFailed as exc:
+        raise PermanentError(f"the {what} template {exc}") from None
 
 
 class _RecordsDataReply:

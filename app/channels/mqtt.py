@@ -26,7 +26,6 @@ belong to the parent.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -53,7 +52,7 @@ from app.channels.base import (
     SendResult,
 )
 from app.channels.errors import DeliveryError, PermanentError, TransientError
-from app.channels.network import connection_error
+from app.channels.network import Host, connection_error
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class MqttConfig(ChannelConfig):
     # A validation error's text would otherwise quote the input, the password included.
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    host: str = Field(min_length=1, max_length=253)
+    host: Host
     port: int = Field(default=1883, ge=1, le=65535)
     topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=1024)
     qos: Literal[0, 1, 2] = 1
@@ -131,23 +130,6 @@ class MqttConfig(ChannelConfig):
     tls: bool = False
     verify_tls: bool = True
     ca_file: str | None = Field(default=None, min_length=1, max_length=4096)
-
-    @field_validator("host")
-    @classmethod
-    def _plain_host(cls, host: str) -> str:
-        host = host.strip()
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        allowed = set(string.ascii_letters + string.digits + ".-_")
-        if ":" in host:
-            # Only an IPv6 address has colons; `broker:1883` is a host and a port.
-            try:
-                return str(ipaddress.IPv6Address(host))
-            except ValueError:
-                pass
-        elif host and all(character in allowed for character in host):
-            return host
-        raise ValueError("host must be a hostname or IP address, without scheme, port or path (e.g. broker.example.com)")
 
     @field_validator("qos", mode="before")
     @classmethod

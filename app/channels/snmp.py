@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import re
 import socket
 import threading
@@ -70,6 +69,7 @@ from pysnmp.smi.instrum import MibInstrumController
 
 from app.channels.base import ChannelConfig, Notification, SendContext, Sender, SendResult
 from app.channels.errors import PermanentError, TransientError
+from app.channels.network import Host
 
 DEFAULT_OID_PREFIX = "1.3.6.1.4.1.99999"
 
@@ -172,29 +172,12 @@ class SnmpV3Config(ChannelConfig):
 class SnmpConfig(ChannelConfig):
     """Where traps go and how they are secured: `community` for 2c, `v3` for version 3."""
 
-    host: str = Field(min_length=1, max_length=253)
+    host: Host
     port: int = Field(default=162, ge=1, le=65535)
     version: Literal["2c", "3"] = "2c"
     community: str | None = Field(default=None, min_length=1, max_length=255)
     oid_prefix: str = DEFAULT_OID_PREFIX
     v3: SnmpV3Config | None = None
-
-    @field_validator("host", mode="before")
-    @classmethod
-    def _host(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        host = value.strip()
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        if not host or any(character.isspace() or character in "/@?#[]" for character in host):
-            raise ValueError("host must be a host name or an IP address, without scheme, port or path")
-        if ":" in host:
-            try:
-                ipaddress.IPv6Address(host.split("%", 1)[0])
-            except ValueError:
-                raise ValueError("host must not include a port: set port separately") from None
-        return host
 
     @field_validator("version", mode="before")
     @classmethod
