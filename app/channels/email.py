@@ -26,7 +26,7 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
-from app.channels.errors import DeliveryError, PermanentError, TransientError
+from app.channels.errors import DeliveryError, PermanentError, TransientError, redact
 from app.channels.http import excerpt
 from app.channels.network import Host, connection_error, dns_name
 from app.payload import PAYLOAD_FIELDS
@@ -293,13 +293,14 @@ class EmailSender(Sender):
                 message, from_addr=smtp.from_address, to_addrs=config.recipients.envelope()
             )
             code, text = client.data_reply or (250, b"")
-        except DeliveryError:
-            raise
+        except DeliveryError as error:
+            raise error.redacted([smtp.password]) from None
         except Exception as exc:
-            error = _classify(exc, where, smtp.password, context.timeout)
+            error = _classify(exc, where, context.timeout)
             if error is None:
                 raise
-            raise error from None
+            # A server may echo what it was sent: the password never leaves in an error.
+            raise error.redacted([smtp.password]) from None
         finally:
             if client is not None:
                 _close(client)
@@ -307,7 +308,7 @@ class EmailSender(Sender):
         if refused:
             # The message was accepted for the other recipients: a retry would send it to them again.
             detail = f"{detail}; refused {_refusals(refused)}"
-        return SendResult(status_code=code, detail=_scrub(detail, smtp.password) or None)
+        return SendResult(status_code=code, detail=redact(detail, [smtp.password]) or None)
 
 
 def _close(client: smtplib.SMTP) -> None:
@@ -329,22 +330,17 @@ def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:
     return "; ".join(f"{address} ({code} {_reply_text(text)})" for address, (code, text) in refused.items())
 
 
-def _scrub(text: str, password: str | None) -> str:
-    """A server may echo what it was sent; the password never leaves in an error or a log."""
-    return text.replace(password, "********") if password else text
-
-
-def _reply_error(code: int, text: bytes | str, where: str, doing: str, password: str | None) -> DeliveryError:
-    message = _scrub(f"{where} answered {code} {_reply_text(text)} {doing}".strip(), password)
+def _reply_error(code: int, text: bytes | str, where: str, doing: str) -> DeliveryError:
+    message = f"{where} answered {code} {_reply_text(text)} {doing}".strip()
     if 400 <= code < 500:
         return TransientError(message, status_code=code)
     return PermanentError(message, status_code=code)
 
 
-def _classify(exc: Exception, where: str, password: str | None, timeout: float) -> DeliveryError | None:
+def _classify(exc: Exception, where: str, timeout: float) -> DeliveryError | None:
     """Map what smtplib, ssl and socket raise to the contract: SMTP 4xx and network trouble retry."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        message = _scrub(f"{where} refused every recipient: {_refusals(exc.recipients)}", password)
+        message = f"{where} refused every recipient: {_refusals(exc.recipients)}"
         codes = [code for code, _ in exc.recipients.values()]
         # One recipient worth retrying makes the attempt worth retrying: nobody got the message yet.
         if any(400 <= code < 500 for code in codes):
@@ -352,26 +348,26 @@ def _classify(exc: Exception, where: str, password: str | None, timeout: float) 
         return PermanentError(message, status_code=max(codes))
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         doing = "to the login (check smtp.username and smtp.password)"
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, doing, password)
+        return _reply_error(exc.smtp_code, exc.smtp_error, where, doing)
     if isinstance(exc, smtplib.SMTPSenderRefused):
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, f"to the sender {exc.sender}", password)
+        return _reply_error(exc.smtp_code, exc.smtp_error, where, f"to the sender {exc.sender}")
     if isinstance(exc, smtplib.SMTPDataError):
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, "to the message", password)
+        return _reply_error(exc.smtp_code, exc.smtp_error, where, "to the message")
     if isinstance(exc, smtplib.SMTPConnectError):
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, "instead of its greeting", password)
+        return _reply_error(exc.smtp_code, exc.smtp_error, where, "instead of its greeting")
     if isinstance(exc, smtplib.SMTPResponseException):
         if exc.smtp_code < 0:
             return PermanentError(f"{where} answered something that is not SMTP")
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, "", password)
+        return _reply_error(exc.smtp_code, exc.smtp_error, where, "")
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         # smtplib reports a read that timed out as a disconnection; the timeout is the cause.
         if isinstance(exc.__context__, TimeoutError):
             return TransientError(f"{where} did not answer within {timeout:g} s")
         return TransientError(f"{where} closed the connection unexpectedly")
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return PermanentError(_scrub(f"{where} does not support what Pulse needs: {exc}", password))
+        return PermanentError(f"{where} does not support what Pulse needs: {exc}")
     if isinstance(exc, smtplib.SMTPException):
-        return PermanentError(_scrub(f"{where}: {exc}", password))
+        return PermanentError(f"{where}: {exc}")
     if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
         return TransientError(f"{where} closed the connection during the TLS handshake")
     if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLCertVerificationError):

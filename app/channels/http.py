@@ -33,7 +33,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from app.channels.base import SendContext, SendResult
-from app.channels.errors import DeliveryError, PermanentError, TransientError
+from app.channels.errors import DeliveryError, PermanentError, TransientError, redact
 from app.channels.network import connection_error
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
@@ -192,9 +192,6 @@ def classify(status: int, headers: Mapping[str, str], body: str, service: str) -
     raise PermanentError(answer, status_code=status)
 
 
-REDACTED = "********"
-
-
 def webhook_url_field(value: str) -> str:
     """Check a webhook URL a user gave: http(s), with a host; the URL itself is never echoed."""
     value = value.strip()
@@ -222,23 +219,6 @@ def url_secrets(url: str) -> tuple[str, ...]:
     return tuple(sorted({s for s in spellings if len(s) > 1}, key=len, reverse=True))
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret replaced by asterisks."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def _redacted_error(error: DeliveryError, secrets: tuple[str, ...]) -> DeliveryError:
-    message = redact(error.message, secrets)
-    if message == error.message:
-        return error
-    if isinstance(error, TransientError):
-        return TransientError(message, status_code=error.status_code, retry_after=error.retry_after)
-    return type(error)(message, status_code=error.status_code)
-
-
 def send_http(
     method: str,
     url: str,
@@ -258,7 +238,7 @@ def send_http(
     try:
         result = _send(method, url, body, headers, context, service, success_check)
     except DeliveryError as error:
-        raise _redacted_error(error, secrets) from None
+        raise error.redacted(secrets) from None
     if result.detail is None or not secrets:
         return result
     return SendResult(status_code=result.status_code, detail=redact(result.detail, secrets))

@@ -68,7 +68,7 @@ from pysnmp.smi.builder import MibBuilder
 from pysnmp.smi.instrum import MibInstrumController
 
 from app.channels.base import ChannelConfig, Notification, SendContext, Sender, SendResult
-from app.channels.errors import PermanentError, TransientError
+from app.channels.errors import PermanentError, TransientError, redact
 from app.channels.network import Host
 
 DEFAULT_OID_PREFIX = "1.3.6.1.4.1.99999"
@@ -400,14 +400,11 @@ async def _send_trap(
     return error_indication
 
 
-def _redact(text: str, config: SnmpConfig) -> str:
-    secrets = [config.community]
-    if config.v3 is not None:
-        secrets += [config.v3.auth_key, config.v3.priv_key]
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
-    return text
+def _secrets(config: SnmpConfig) -> list[str | None]:
+    """The values of the channel's secret fields, to keep out of error texts."""
+    if config.v3 is None:
+        return [config.community]
+    return [config.community, config.v3.auth_key, config.v3.priv_key]
 
 
 class SnmpSender(Sender):
@@ -432,9 +429,9 @@ class SnmpSender(Sender):
         except asyncio.TimeoutError:
             raise TransientError(f"SNMP trap to {destination} timed out after {context.timeout:g} s") from None
         except PySnmpError as exc:
-            raise TransientError(_redact(f"SNMP trap to {destination} failed: {exc}", config)) from None
+            raise TransientError(redact(f"SNMP trap to {destination} failed: {exc}", _secrets(config))) from None
         except OSError as exc:
             raise TransientError(f"SNMP trap to {destination} failed: {exc.strerror or exc}") from None
         if error_indication:
-            raise TransientError(_redact(f"SNMP trap to {destination} failed: {error_indication}", config))
+            raise TransientError(redact(f"SNMP trap to {destination} failed: {error_indication}", _secrets(config)))
         return SendResult(detail=f"SNMPv{config.version} trap sent to {destination} (unconfirmed UDP)")
