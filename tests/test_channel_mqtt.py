@@ -42,6 +42,11 @@ from tests.support import free_port, wait_for
 SHARED_HOST = "127.0.0.1"
 SHARED_PORT = 1883
 CONTEXT = SendContext(DeliverySettings(allow_private_destinations=True, timeout_seconds=3))
+
+
+def trusting(directory) -> SendContext:
+    """CONTEXT with TRUSTED_CA_DIR set to `directory`, where a test's CA file lives."""
+    return SendContext(DeliverySettings(allow_private_destinations=True, timeout_seconds=3, trusted_ca_dir=str(directory)))
 TOPIC_TEMPLATE = "pulse-test/{tenant_id}/alerts/{device_id}/{alert_type}"
 USERNAME = "pulse-publisher"
 PASSWORD = "Secret-Broker-Password-7f3a"
@@ -636,6 +641,16 @@ def test_tls_with_the_trusted_ca_file_delivers(private_broker, sender, subscribe
     config = private_config(private_broker, port=private_broker.tls_port, tls=True, ca_file=str(private_broker.ca_file))
     notification = notification_for(tenant_id)
 
+    sender.send(config, notification, trusting(private_broker.ca_file.parent))
+
+    assert subscriber.receive().payload == compact_json(notification.payload)
+
+
+def test_tls_with_the_ca_given_as_pem_text_delivers(private_broker, sender, subscribe, tenant_id):
+    subscriber = subscribe(private_broker.plain_port, f"pulse-test/{tenant_id}/#", username=USERNAME, password=PASSWORD)
+    config = private_config(private_broker, port=private_broker.tls_port, tls=True, ca_pem=private_broker.ca_file.read_text())
+    notification = notification_for(tenant_id)
+
     sender.send(config, notification, CONTEXT)
 
     assert subscriber.receive().payload == compact_json(notification.payload)
@@ -661,7 +676,7 @@ def test_tls_to_a_plain_listener_is_transient(private_broker, sender, tenant_id)
     config = private_config(private_broker, tls=True, ca_file=str(private_broker.ca_file))
 
     with pytest.raises(TransientError, match="is the port a TLS listener"):
-        sender.send(config, notification_for(tenant_id), CONTEXT)
+        sender.send(config, notification_for(tenant_id), trusting(private_broker.ca_file.parent))
 
 
 @pytest.mark.parametrize("content", [None, b"not a certificate"], ids=["missing", "not PEM"])
@@ -672,7 +687,7 @@ def test_unusable_ca_file_is_permanent(private_broker, sender, tmp_path, tenant_
     config = private_config(private_broker, port=private_broker.tls_port, tls=True, ca_file=str(ca_file))
 
     with pytest.raises(PermanentError, match="ca_file"):
-        sender.send(config, notification_for(tenant_id), CONTEXT)
+        sender.send(config, notification_for(tenant_id), trusting(tmp_path))
 
 
 @pytest.mark.parametrize(

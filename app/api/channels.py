@@ -56,7 +56,7 @@ def _validated(channel_type: str, config: dict[str, Any]) -> tuple[dict[str, Any
     """(public config, secrets) of a full config, or a 422 naming the bad field."""
     sender = SENDERS[channel_type]
     try:
-        model = sender.validate_config(config)
+        model = sender.validate_config(config, pulse().settings.delivery)
     except ValidationError as exc:
         raise validation_problem(exc, prefix=("config",)) from None
     full = model.model_dump(mode="json", by_alias=True)

@@ -29,6 +29,8 @@ from app.channels.base import (
 from app.channels.errors import DeliveryError, PermanentError, TransientError, redact
 from app.channels.http import excerpt
 from app.channels.network import Host, connection_error, dns_name
+from app.channels.trust import CaFile, CaPem, client_context
+from app.config import DeliverySettings
 from app.payload import PAYLOAD_FIELDS
 from app.templating import RenderFailed, check_template, render
 
@@ -106,7 +108,8 @@ class SmtpSettings(ChannelConfig):
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     from_address: EmailAddress = Field(alias="from")
     verify_tls: bool = True
-    ca_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    ca_pem: CaPem | None = None
+    ca_file: CaFile | None = None
 
     @field_validator("security", mode="before")
     @classmethod
@@ -121,13 +124,6 @@ class SmtpSettings(ChannelConfig):
             raise ValueError("must be ASCII text")
         return value
 
-    @field_validator("ca_file")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError("ca_file must be an absolute path to a PEM file on the worker")
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> SmtpSettings:
         if self.password is not None and self.username is None:
@@ -138,8 +134,11 @@ class SmtpSettings(ChannelConfig):
             raise ValueError(
                 "username and password need security starttls or tls: with none they cross the network in clear text"
             )
-        if self.security == "none" and self.ca_file is not None:
-            raise ValueError("ca_file applies only to security starttls or tls")
+        for name in ("ca_pem", "ca_file"):
+            if self.security == "none" and getattr(self, name) is not None:
+                raise ValueError(f"{name} applies only to security starttls or tls")
+        if self.ca_pem is not None and self.ca_file is not None:
+            raise ValueError("set ca_pem or ca_file, not both")
         return self
 
 
@@ -246,20 +245,9 @@ class _SMTPOverTLS(_RecordsDataReply, smtplib.SMTP_SSL):
     pass
 
 
-def tls_context(smtp: SmtpSettings) -> ssl.SSLContext:
-    """The client TLS context: the system's CAs, or only `ca_file`, or no verification at all."""
-    if not smtp.verify_tls:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    try:
-        return ssl.create_default_context(cafile=smtp.ca_file)
-    except ssl.SSLError as exc:
-        reason = exc.reason or "no PEM certificate in it"
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-    raise PermanentError(f"smtp.ca_file {smtp.ca_file} cannot be used as a CA file: {reason}")
+def tls_context(smtp: SmtpSettings, settings: DeliverySettings) -> ssl.SSLContext:
+    """The client TLS context: the system's CAs, or only the channel's own, or no verification."""
+    return client_context(settings, verify=smtp.verify_tls, ca_pem=smtp.ca_pem, ca_file=smtp.ca_file, field_prefix="smtp.")
 
 
 class EmailSender(Sender):
@@ -273,7 +261,7 @@ class EmailSender(Sender):
         message = build_message(config, notification)
         smtp = config.smtp
         where = f"SMTP server {smtp.host}:{smtp.port}"
-        tls = tls_context(smtp) if smtp.security != "none" else None
+        tls = tls_context(smtp, context.settings) if smtp.security != "none" else None
         client: smtplib.SMTP | None = None
         try:
             if smtp.security == "tls":
@@ -377,6 +365,6 @@ def _classify(exc: Exception, where: str, timeout: float) -> DeliveryError | Non
         )
     if isinstance(exc, OSError):
         return connection_error(
-            exc, where, timeout, trust_hint="set smtp.ca_file to the CA that issued it, or smtp.verify_tls to false"
+            exc, where, timeout, trust_hint="set smtp.ca_pem (or smtp.ca_file) to the CA that issued it, or smtp.verify_tls to false"
         )
     return None

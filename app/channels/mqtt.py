@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import secrets
-import ssl
 import string
 import threading
 import time
@@ -53,6 +52,8 @@ from app.channels.base import (
 )
 from app.channels.errors import DeliveryError, PermanentError, TransientError
 from app.channels.network import Host, connection_error
+from app.channels.trust import CaFile, CaPem, client_context
+from app.config import DeliverySettings
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,8 @@ class MqttConfig(ChannelConfig):
     password: str | None = Field(default=None, min_length=1, max_length=512)
     tls: bool = False
     verify_tls: bool = True
-    ca_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    ca_pem: CaPem | None = None
+    ca_file: CaFile | None = None
 
     @field_validator("qos", mode="before")
     @classmethod
@@ -160,9 +162,16 @@ class MqttConfig(ChannelConfig):
         if self.password is not None and self.username is None:
             # MQTT 3.1.1 section 3.1.2.9: a password may only be sent with a user name.
             raise ValueError("password requires username")
-        if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file applies only when tls is true")
+        for name in ("ca_pem", "ca_file"):
+            if getattr(self, name) is not None and not self.tls:
+                raise ValueError(f"{name} applies only when tls is true")
+        if self.ca_pem is not None and self.ca_file is not None:
+            raise ValueError("set ca_pem or ca_file, not both")
         return self
+
+
+def _digest(secret: str | None) -> str | None:
+    return None if secret is None else hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,8 @@ class BrokerKey:
     """What makes two channels able to share one connection: broker, credentials and TLS.
 
     The password is kept as a digest, so that a key shown in a log or a debugger reveals
-    nothing, while a changed password still gets a connection of its own.
+    nothing, while a changed password still gets a connection of its own; so is `ca_pem`,
+    which is long.
     """
 
     host: str
@@ -179,31 +189,26 @@ class BrokerKey:
     password_digest: str | None
     tls: bool
     verify_tls: bool
+    ca_digest: str | None
     ca_file: str | None
 
     @classmethod
     def of(cls, config: MqttConfig) -> "BrokerKey":
-        digest = None if config.password is None else hashlib.sha256(config.password.encode("utf-8")).hexdigest()
-        return cls(config.host, config.port, config.username, digest, config.tls, config.verify_tls, config.ca_file)
+        return cls(
+            config.host,
+            config.port,
+            config.username,
+            _digest(config.password),
+            config.tls,
+            config.verify_tls,
+            _digest(config.ca_pem),
+            config.ca_file,
+        )
 
     def describe(self) -> str:
         """The broker as `host:port`, for messages."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
-
-
-def _tls_context(config: MqttConfig) -> ssl.SSLContext:
-    try:
-        context = ssl.create_default_context(cafile=config.ca_file)
-    except FileNotFoundError:
-        raise PermanentError(f"MQTT ca_file {config.ca_file} does not exist") from None
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-        raise PermanentError(f"MQTT ca_file {config.ca_file} cannot be loaded as PEM certificates: {reason}") from None
-    if not config.verify_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _stop(client: mqtt.Client, wait: bool = False) -> None:
@@ -226,7 +231,9 @@ class _Connection:
         self.leases = 0
         self.last_used = time.monotonic()
 
-    def connected_client(self, config: MqttConfig, deadline: float, new_client_id: Callable[[], str]) -> mqtt.Client:
+    def connected_client(
+        self, config: MqttConfig, settings: DeliverySettings, deadline: float, new_client_id: Callable[[], str]
+    ) -> mqtt.Client:
         """The connected client, connecting first if there is none or the broker dropped it."""
         where = self.key.describe()
         if not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -239,7 +246,7 @@ class _Connection:
                 _stop(self.client)
                 self.client = None
             client_id = new_client_id()
-            self.client = _connect(config, self.key, deadline, client_id)
+            self.client = _connect(config, settings, self.key, deadline, client_id)
             self.client_id = client_id
             return self.client
         finally:
@@ -265,11 +272,11 @@ def _connect_failure(exc: OSError, where: str, config: MqttConfig, timeout: floa
     # A plain listener resets a TLS handshake; the hint saves a look at the broker's log.
     hint = "; is the port a TLS listener?" if config.tls else ""
     return connection_error(
-        exc, f"MQTT broker {where}", timeout, trust_hint="set ca_file to the CA that issued it", hint=hint
+        exc, f"MQTT broker {where}", timeout, trust_hint="set ca_pem (or ca_file) to the CA that issued it", hint=hint
     )
 
 
-def _connect(config: MqttConfig, key: BrokerKey, deadline: float, client_id: str) -> mqtt.Client:
+def _connect(config: MqttConfig, settings: DeliverySettings, key: BrokerKey, deadline: float, client_id: str) -> mqtt.Client:
     """A new client, connected and accepted by the broker (CONNACK), with its network thread."""
     where = key.describe()
     client = mqtt.Client(
@@ -284,7 +291,9 @@ def _connect(config: MqttConfig, key: BrokerKey, deadline: float, client_id: str
     if config.username is not None:
         client.username_pw_set(config.username, config.password)
     if config.tls:
-        client.tls_set_context(_tls_context(config))
+        client.tls_set_context(
+            client_context(settings, verify=config.verify_tls, ca_pem=config.ca_pem, ca_file=config.ca_file)
+        )
         if not config.verify_tls:
             # paho checks the host name itself unless the context does (paho client.py,
             # _ssl_wrap_socket); with verification off it must skip that check too.
@@ -352,7 +361,9 @@ class ConnectionPool:
         return f"pulse-{os.getpid()}-{next(self._sequence)}-{self._token}"
 
     @contextmanager
-    def lease(self, config: MqttConfig, deadline: float) -> Iterator[tuple[_Connection, mqtt.Client]]:
+    def lease(
+        self, config: MqttConfig, settings: DeliverySettings, deadline: float
+    ) -> Iterator[tuple[_Connection, mqtt.Client]]:
         """A connected client for `config`, held for one send."""
         key = BrokerKey.of(config)
         now = time.monotonic()
@@ -372,7 +383,7 @@ class ConnectionPool:
             log.info("closing MQTT connection %s to %s: unused for %g s", stale.client_id, stale.key.describe(), self.idle_seconds)
             stale.close()
         try:
-            yield connection, connection.connected_client(config, deadline, self._client_id)
+            yield connection, connection.connected_client(config, settings, deadline, self._client_id)
         finally:
             with self._lock:
                 connection.leases -= 1
@@ -438,7 +449,7 @@ class MqttSender(Sender):
             raise PermanentError(f"MQTT topic is empty or longer than {MAX_TOPIC_BYTES} bytes once filled in")
         body = json.dumps(notification.payload, separators=(",", ":"), default=str).encode("utf-8")
         where = BrokerKey.of(config).describe()
-        with self.pool.lease(config, deadline) as (connection, client):
+        with self.pool.lease(config, context.settings, deadline) as (connection, client):
             try:
                 message = client.publish(topic, body, qos=config.qos, retain=config.retain)
             except ValueError as exc:
