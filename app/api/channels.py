@@ -21,7 +21,6 @@ from app.channels import (
     TransientError,
     canonical_type,
 )
-from app.channels.http import literal_ip_refusal
 from app.models import NotificationChannel, utcnow
 from app.payload import test_send_payload
 from app.problems import Problem, field_problem, validation_problem
@@ -36,9 +35,6 @@ from app.secrets import (
 from app.web import pulse
 
 bp = Blueprint("channels", __name__)
-
-# Config keys that hold a destination URL, checked for a literal private IP at create time.
-URL_KEYS = ("url", "webhook_url")
 
 
 def get_channel(session, raw_id: str) -> NotificationChannel:
@@ -59,14 +55,7 @@ def _validated(channel_type: str, config: dict[str, Any]) -> tuple[dict[str, Any
         model = sender.validate_config(config, pulse().settings.delivery)
     except ValidationError as exc:
         raise validation_problem(exc, prefix=("config",)) from None
-    full = model.model_dump(mode="json", by_alias=True)
-    if not pulse().settings.delivery.allow_private_destinations:
-        for key in URL_KEYS:
-            if isinstance(full.get(key), str):
-                reason = literal_ip_refusal(full[key])
-                if reason:
-                    raise field_problem(f"config.{key}", f"destination refused: it is {reason}")
-    return split_secrets(full, sender.secret_fields)
+    return split_secrets(model.model_dump(mode="json", by_alias=True), sender.secret_fields)
 
 
 @bp.post("/channels")

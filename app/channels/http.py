@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import socket
 import ssl
 import threading
@@ -33,61 +32,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from app.channels.base import SendContext, SendResult
+from app.channels.destinations import DestinationRefused, describe, numeric_host, refusal_reason
 from app.channels.errors import DeliveryError, PermanentError, TransientError, redact
 from app.channels.network import connection_error
-
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-_RFC1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
-_ULA = ipaddress.ip_network("fc00::/7")
-
-
-class DestinationRefused(PermanentError):
-    """The destination resolves to an address Pulse must not reach."""
-
-
-def refusal_reason(address: str) -> str | None:
-    """Why an IP address may not be a delivery destination, or None if it may."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in _METADATA:
-        return "a cloud metadata address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_unspecified:
-        return "the unspecified address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.version == 4 and any(ip in net for net in _RFC1918):
-        return "a private address (RFC 1918)"
-    if ip.version == 4 and ip in _CGNAT:
-        return "a shared CGNAT address (RFC 6598)"
-    if ip.version == 6 and ip in _ULA:
-        return "an IPv6 unique local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_reserved or ip.is_private or not ip.is_global:
-        return "a reserved address"
-    return None
-
-
-def literal_ip_refusal(url: str) -> str | None:
-    """For a URL whose host is a literal IP: why it would be refused (checked at channel create)."""
-    host = urlsplit(url).hostname or ""
-    try:
-        return refusal_reason(host)
-    except ValueError:
-        return None
-
-
-def describe(url: str) -> str:
-    """The part of a URL that is safe to show: scheme and host, never path or query."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def _check_peer(sock: socket.socket, host: str) -> None:
@@ -142,13 +89,19 @@ def _session(guarded: bool) -> requests.Session:
     return session
 
 
-def _check_resolved(host: str, port: int) -> None:
+def _check_resolved(host: str, port: int, allow_private: bool) -> None:
+    numeric = numeric_host(host)
+    if numeric is not None:
+        reason = refusal_reason(str(numeric), allow_private=allow_private)
+        if reason:
+            raise DestinationRefused(f"destination {host} refused: it is {reason}")
+        return
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise TransientError(f"cannot resolve {host}: {exc.strerror}") from None
     for info in infos:
-        reason = refusal_reason(info[4][0])
+        reason = refusal_reason(info[4][0], allow_private=allow_private)
         if reason:
             raise DestinationRefused(f"destination {host} refused: it resolves to {reason}")
 
@@ -190,19 +143,6 @@ def classify(status: int, headers: Mapping[str, str], body: str, service: str) -
     if 300 <= status < 400:
         raise PermanentError(f"{answer} (a redirect, not followed)", status_code=status)
     raise PermanentError(answer, status_code=status)
-
-
-def webhook_url_field(value: str) -> str:
-    """Check a webhook URL a user gave: http(s), with a host; the URL itself is never echoed."""
-    value = value.strip()
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http"):
-        raise ValueError("must be an https:// URL (http:// is accepted for test receivers)")
-    if not parts.hostname:
-        raise ValueError("must name a host")
-    if any(character.isspace() for character in value):
-        raise ValueError("must not contain whitespace")
-    return value
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
@@ -250,8 +190,7 @@ def _send(method, url, body, headers, context: SendContext, service: str, succes
         raise PermanentError(f"{service}: not an http(s) URL")
     where = describe(url)
     guarded = not context.settings.allow_private_destinations
-    if guarded:
-        _check_resolved(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    _check_resolved(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), not guarded)
     try:
         response = _session(guarded).request(
             method,

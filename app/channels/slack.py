@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import requests
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict
 
 from app.channels.base import (
     ChannelConfig,
@@ -24,9 +24,10 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
+from app.channels.destinations import DestinationUrl
 from app.channels.errors import PermanentError
 from app.channels.formatting import EVENT_WORDS, headline
-from app.channels.http import send_http, url_secrets, webhook_url_field
+from app.channels.http import send_http, url_secrets
 from app.severity import level_of
 from app.status import Event
 
@@ -114,12 +115,7 @@ class SlackConfig(ChannelConfig):
     # The webhook URL is the credential: keep it out of validation messages too.
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    webhook_url: str = Field(max_length=2048)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _check_webhook_url(cls, value: str) -> str:
-        return webhook_url_field(value)
+    webhook_url: DestinationUrl
 
 
 class SlackSender(Sender):

@@ -20,7 +20,7 @@ import re
 from typing import Any, Literal
 
 import requests
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, field_validator
 
 from app.channels.base import (
     ChannelConfig,
@@ -29,15 +29,10 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
+from app.channels.destinations import DestinationUrl
 from app.channels.errors import TransientError
 from app.channels.formatting import EVENT_WORDS, headline
-from app.channels.http import (
-    classify,
-    excerpt,
-    send_http,
-    url_secrets,
-    webhook_url_field,
-)
+from app.channels.http import classify, excerpt, send_http, url_secrets
 from app.severity import level_of
 from app.status import Event
 
@@ -141,13 +136,9 @@ class TeamsConfig(ChannelConfig):
     # The webhook URL is the credential: keep it out of validation messages too.
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    webhook_url: str = Field(max_length=2048)
+    webhook_url: DestinationUrl
     format: Literal["adaptive", "messagecard"] = "adaptive"
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _check_webhook_url(cls, value: str) -> str:
-        return webhook_url_field(value)
 
     @field_validator("format", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
+from app.channels.destinations import DestinationUrl
 from app.channels.http import send_http
 
 # Headers Pulse sets itself; a channel's extra headers may not override them.
@@ -45,7 +46,7 @@ class WebhookConfig(ChannelConfig):
     # The secret must not come back in a validation message either.
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    url: str = Field(pattern=r"^https?://[^\s/]+", max_length=2048)
+    url: DestinationUrl
     method: Literal["POST", "PUT"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     secret: str | None = Field(default=None, min_length=1, max_length=512)
