@@ -16,6 +16,7 @@ import queue
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -37,7 +38,7 @@ from app.channels.base import Notification, SendContext
 from app.channels.errors import PermanentError, TransientError
 from app.channels.mqtt import ConnectionPool, MqttConfig, MqttSender, render_topic
 from app.config import DeliverySettings
-from tests.support import free_port, wait_for
+from tests.support import ROOT, free_port, wait_for
 
 SHARED_HOST = "127.0.0.1"
 SHARED_PORT = 1883
@@ -487,6 +488,16 @@ def test_device_id_with_separator_and_wildcards_is_published_as_one_level(shared
 
 
 # --- The connection pool -----------------------------------------------------------------
+
+
+def test_importing_the_channel_registry_makes_no_pool_and_starts_no_thread():
+    code = (
+        "import threading, app.channels, app.channels.mqtt_connections as pools; "
+        "print(len(pools._pools), threading.active_count())"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert shown.stdout.split() == ["0", "1"]
 
 
 def test_two_sends_reuse_one_connection(shared_broker, sender, pool, subscribe, tenant_id):

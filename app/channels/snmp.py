@@ -8,19 +8,15 @@ requires. `mibs/PULSE-ALERT-MIB.txt` describes them under the default prefix
 `oid_prefix`). A trap is unconfirmed UDP: success means the datagram was handed to the
 network, not that a receiver accepted it.
 
-pysnmp 7 is asyncio-only, and an `SnmpEngine` is slow to build and bound to the event loop
-it was made on. Each OS thread (a Celery worker thread, or the native thread the web process
-runs blocking sends in) therefore keeps one event loop and a few engines, one per SNMP engine
-id, and `send()` runs one coroutine to completion on that loop. Under gevent, call it from a
-native thread (gevent's threadpool), never from a greenlet: asyncio allows one running loop per
-OS thread, and greenlets share theirs.
+pysnmp 7 is asyncio-only: `send()` runs one coroutine to completion on its thread's own
+event loop and engine (`app.channels.snmp_engines`).
 
 SNMPv3 traps are sent by Pulse as the authoritative engine, so the receiver must be told
 Pulse's engine id (Net-SNMP: `createUser -e 0x<engine_id> <username> ...`). `v3.engine_id`
 defaults to `DEFAULT_ENGINE_ID`. Several threads, processes and hosts send as that one engine,
 and a receiver drops messages whose engine boots or time run backwards (RFC 3414 §3.2.7;
 Net-SNMP's snmptrapd does so silently), so every engine reports boots 1 and the seconds since
-`ENGINE_TIME_EPOCH` as its engine time, which all senders with synchronised clocks agree on.
+a fixed epoch as its engine time, which all senders with synchronised clocks agree on.
 """
 
 from __future__ import annotations
@@ -29,19 +25,8 @@ import asyncio
 import hashlib
 import re
 import socket
-import threading
-import weakref
-from collections import OrderedDict
 from typing import Any, Literal
 
-# pysnmp and cryptography import these on first use. Imported here, once, they are never
-# imported by the first sends of several threads at the same time: under gevent
-# monkey-patching the import lock is a gevent lock, and such concurrent imports deadlock.
-import cryptography.hazmat.backends.openssl  # noqa: F401
-import pysnmp.cache  # noqa: F401
-import pysnmp.smi.exval  # noqa: F401
-import pysnmp.smi.mibs  # noqa: F401
-import pysnmp.smi.mibs.instances  # noqa: F401
 from pydantic import Field, field_validator, model_validator
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
@@ -49,7 +34,6 @@ from pysnmp.hlapi.v3arch.asyncio import (
     ContextData,
     NotificationType,
     ObjectIdentity,
-    SnmpEngine,
     Udp6TransportTarget,
     UdpTransportTarget,
     UsmUserData,
@@ -63,22 +47,17 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmHMACSHAAuthProtocol,
 )
 from pysnmp.proto.rfc1902 import Integer32, OctetString
-from pysnmp.proto.rfc3412 import MsgAndPduDispatcher
-from pysnmp.smi.builder import MibBuilder
-from pysnmp.smi.instrum import MibInstrumController
 
 from app.channels.base import ChannelConfig, Notification, SendContext, Sender, SendResult
 from app.channels.errors import PermanentError, TransientError, redact
 from app.channels.network import Host
+from app.channels.snmp_engines import engine_for, thread_resources
 
 DEFAULT_OID_PREFIX = "1.3.6.1.4.1.99999"
 
 # RFC 3411 SnmpEngineID format 4 (text) under enterprise 99999: 80 01 86 9f, 04, "pulse".
 DEFAULT_ENGINE_ID = "8001869f0470756c7365"
 
-# 2024-01-01T00:00:00Z. Engine time counts from here; it stays below its RFC 3414 maximum
-# (2^31 - 1 seconds) until 2092.
-ENGINE_TIME_EPOCH = 1704067200
 
 AUTH_PROTOCOLS = {
     "MD5": usmHMACMD5AuthProtocol,
@@ -105,8 +84,6 @@ PROTOCOL_SPELLINGS = {"SHA1": "SHA", "AES128": "AES"}
 TEXT_LIMIT = 255
 MESSAGE_LIMIT = 1024
 
-# Engines kept per thread: each holds about 1 MB of MIB data.
-ENGINES_PER_THREAD = 16
 
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _HEX = re.compile(r"^[0-9a-f]*$")
@@ -283,81 +260,6 @@ def _check_route(target_type: type, address: tuple, destination: str) -> None:
             raise TransientError(f"no route to SNMP host {destination}: {exc.strerror or exc}") from None
 
 
-class _ThreadResources:
-    """One thread's event loop and its engines, most recently used last."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.engines: OrderedDict[str, SnmpEngine] = OrderedDict()
-        # Closed when the thread ends and its thread-local storage is released. Not at exit:
-        # then the finalizer runs in the main thread, and another thread's loop must not run
-        # there (under gevent its selector belongs to that thread's hub).
-        finalizer = weakref.finalize(self, _close, self.loop, self.engines, threading.get_ident())
-        finalizer.atexit = False
-
-
-def _close(loop: asyncio.AbstractEventLoop, engines: OrderedDict[str, SnmpEngine], owner: int) -> None:
-    if threading.get_ident() != owner or loop.is_closed() or loop.is_running():
-        return
-    for engine in engines.values():
-        engine.close_dispatcher()
-    engines.clear()
-    if not _loop_running_in_this_thread():
-        # One more turn of the loop lets the cancelled timer tasks and closed sockets finish.
-        loop.run_until_complete(asyncio.sleep(0))
-    loop.close()
-
-
-def _loop_running_in_this_thread() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-_local = threading.local()
-
-
-def _resources() -> _ThreadResources:
-    """This thread's loop and engines, made on first use."""
-    resources = getattr(_local, "resources", None)
-    if resources is None:
-        resources = _local.resources = _ThreadResources()
-    return resources
-
-
-class _BundledMibBuilder(MibBuilder):
-    """The MIBs pysnmp ships, without the optional `pysnmp_mibs` package."""
-
-    # MibBuilder tries to import `pysnmp_mibs` for every engine. Pulse does not install it, and
-    # under gevent monkey-patching the first sends of several threads, each making an engine,
-    # deadlock on the import lock that attempt takes.
-    DEFAULT_MISC_MIBS = ""
-
-
-def _engine(engine_id: str) -> SnmpEngine:
-    """This thread's engine for an engine id; call inside the thread's running loop."""
-    engines = _resources().engines
-    engine = engines.get(engine_id)
-    if engine is not None:
-        engines.move_to_end(engine_id)
-        return engine
-    dispatcher = MsgAndPduDispatcher(MibInstrumController(_BundledMibBuilder()))
-    engine = SnmpEngine(snmpEngineID=OctetString(hexValue=engine_id), msgAndPduDsp=dispatcher)
-    boots, engine_time = engine.get_mib_builder().import_symbols(
-        "__SNMP-FRAMEWORK-MIB", "snmpEngineBoots", "snmpEngineTime"
-    )
-    boots.syntax = boots.syntax.clone(1)
-    # pysnmp reports snmpEngineTime as now minus this value (its engine start, by default).
-    engine_time.syntax = engine_time.syntax.clone(ENGINE_TIME_EPOCH)
-    engines[engine_id] = engine
-    while len(engines) > ENGINES_PER_THREAD:
-        _, evicted = engines.popitem(last=False)
-        evicted.close_dispatcher()
-    return engine
-
-
 def _target_tag(*parts: Any) -> str:
     # pysnmp selects a trap's targets by tag: one tag per distinct destination and security
     # setting keeps two channels from ever receiving each other's traps.
@@ -390,7 +292,7 @@ async def _send_trap(
     trap_oid: str,
     varbinds: list[tuple[str, Any]],
 ) -> Any:
-    engine = _engine(engine_id)
+    engine = engine_for(engine_id)
     # A trap is never answered, so the target's timeout and retries are never used.
     target = await target_type.create(address, timeout=1, retries=0, tagList=tag)
     notification = NotificationType(ObjectIdentity(trap_oid)).add_varbinds(*varbinds)
@@ -425,7 +327,7 @@ class SnmpSender(Sender):
         engine_id, credentials, tag = _credentials(config, address)
         trap = _send_trap(engine_id, credentials, tag, target_type, address, f"{config.oid_prefix}.0.1", varbinds)
         try:
-            error_indication = _resources().loop.run_until_complete(asyncio.wait_for(trap, context.timeout))
+            error_indication = thread_resources().loop.run_until_complete(asyncio.wait_for(trap, context.timeout))
         except asyncio.TimeoutError:
             raise TransientError(f"SNMP trap to {destination} timed out after {context.timeout:g} s") from None
         except PySnmpError as exc:
