@@ -16,13 +16,13 @@ from app.channels.base import Notification, SendContext
 from app.channels.email import EmailConfig, EmailSender
 from app.channels.errors import PermanentError, TransientError
 from app.config import DeliverySettings
+from tests.smtp import start_controller
 from tests.tls import Certificate, make_self_signed_certificate
 
 try:
-    from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
-except ImportError:  # the fixture fails with what to install
-    Controller = None
+except ImportError:  # start_controller fails with what to install
+    AuthResult = LoginPassword = None
 
 USERNAME = "pulse-mailer"
 PASSWORD = "correct-horse-battery-staple"
@@ -139,22 +139,11 @@ class SmtpPeer:
 @pytest.fixture
 def start_smtp_server():
     """Start aiosmtpd servers on free ports of 127.0.0.1; all are stopped after the test."""
-    if Controller is None:
-        pytest.fail("aiosmtpd is missing: install the test requirements (aiosmtpd==1.4.6)")
-
-    class FreePortController(Controller):
-        # Controller connects to `self.port` once to check the server is up; with port 0 it
-        # must first learn the port the operating system chose.
-        def _trigger_server(self):
-            self.port = self.server.sockets[0].getsockname()[1]
-            super()._trigger_server()
-
     controllers = []
 
     def start(handler: RecordingHandler | None = None, **options: Any) -> SmtpPeer:
         handler = handler or RecordingHandler()
-        controller = FreePortController(handler, hostname="127.0.0.1", port=0, **options)
-        controller.start()
+        controller = start_controller(handler, **options)
         controllers.append(controller)
         return SmtpPeer(port=controller.port, handler=handler)
 

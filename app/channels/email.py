@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -26,9 +27,10 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
+from app.channels.deadline import Deadline, run_within
 from app.channels.errors import DeliveryError, PermanentError, TransientError, redact
 from app.channels.http import excerpt
-from app.channels.network import Host, connection_error, dns_name
+from app.channels.network import Host, connection_error, dns_name, open_connection
 from app.channels.trust import CaFile, CaPem, client_context
 from app.config import DeliverySettings
 from app.payload import PAYLOAD_FIELDS
@@ -226,10 +228,20 @@ def _render(source: str, payload: dict[str, Any], what: str) -> str:
         raise PermanentError(f"the {what} template {exc}") from None
 
 
-class _RecordsDataReply:
-    """Keeps the server's answer to DATA, which `sendmail()` checks but does not return."""
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, connecting within the attempt's deadline (which then watches the
+    connection), and keeping the server's answer to DATA, which `sendmail()` checks but does
+    not return."""
 
     data_reply: tuple[int, bytes] | None = None
+
+    def __init__(self, host: str, port: int, deadline: Deadline, **options: Any):
+        # Set before smtplib connects, which it does in its constructor.
+        self.deadline = deadline
+        super().__init__(host, port, **options)
+
+    def _get_socket(self, host, port, timeout):
+        return open_connection(host, port, self.deadline, what=f"SMTP server {host}")
 
     def data(self, msg):
         reply = super().data(msg)
@@ -237,12 +249,41 @@ class _RecordsDataReply:
         return reply
 
 
-class _SMTP(_RecordsDataReply, smtplib.SMTP):
-    pass
+class _SMTPOverTLS(smtplib.SMTP_SSL, _SMTP):
+    """Implicit TLS: SMTP_SSL wraps the connection `_SMTP` opens."""
+
+    def __init__(self, host: str, port: int, deadline: Deadline, **options: Any):
+        self.deadline = deadline
+        smtplib.SMTP_SSL.__init__(self, host, port, **options)
 
 
-class _SMTPOverTLS(_RecordsDataReply, smtplib.SMTP_SSL):
-    pass
+_host_names: dict[str, str] = {}
+
+
+def _fqdn() -> str:
+    # What smtplib says in EHLO when given no name (smtplib.SMTP.__init__).
+    name = socket.getfqdn()
+    if "." in name:
+        return name
+    try:
+        return f"[{socket.gethostbyname(socket.gethostname())}]"
+    except OSError:
+        return "[127.0.0.1]"
+
+
+def ehlo_name(deadline: Deadline) -> str:
+    """This host's name for EHLO, looked up once per process within a deadline.
+
+    smtplib would look it up for every connection, without a bound (a reverse lookup can take
+    as long as the resolver likes).
+    """
+    name = _host_names.get("fqdn")
+    if name is None:
+        try:
+            name = _host_names["fqdn"] = run_within(deadline, "the lookup of this host's name", _fqdn)
+        except TimeoutError:
+            return "[127.0.0.1]"
+    return name
 
 
 def tls_context(smtp: SmtpSettings, settings: DeliverySettings) -> ssl.SSLContext:
@@ -262,12 +303,20 @@ class EmailSender(Sender):
         smtp = config.smtp
         where = f"SMTP server {smtp.host}:{smtp.port}"
         tls = tls_context(smtp, context.settings) if smtp.security != "none" else None
-        client: smtplib.SMTP | None = None
+        with Deadline(context.timeout) as deadline:
+            return self._dialogue(config, message, tls, deadline, where)
+
+    @staticmethod
+    def _dialogue(config: EmailConfig, message: EmailMessage, tls: ssl.SSLContext | None, deadline: Deadline, where: str):
+        """The SMTP dialogue of one attempt, from connection to QUIT, within the deadline."""
+        smtp = config.smtp
+        client: _SMTP | None = None
         try:
+            options = {"local_hostname": ehlo_name(deadline), "timeout": deadline.remaining()}
             if smtp.security == "tls":
-                client = _SMTPOverTLS(smtp.host, smtp.port, timeout=context.timeout, context=tls)
+                client = _SMTPOverTLS(smtp.host, smtp.port, deadline, context=tls, **options)
             else:
-                client = _SMTP(smtp.host, smtp.port, timeout=context.timeout)
+                client = _SMTP(smtp.host, smtp.port, deadline, **options)
             if smtp.security == "starttls":
                 client.ehlo_or_helo_if_needed()
                 if not client.has_extn("starttls"):
@@ -284,7 +333,7 @@ class EmailSender(Sender):
         except DeliveryError as error:
             raise error.redacted([smtp.password]) from None
         except Exception as exc:
-            error = _classify(exc, where, context.timeout)
+            error = _timed_out(where, deadline) if deadline.fired else _classify(exc, where, deadline.seconds)
             if error is None:
                 raise
             # A server may echo what it was sent: the password never leaves in an error.
@@ -323,6 +372,10 @@ def _reply_error(code: int, text: bytes | str, where: str, doing: str) -> Delive
     if 400 <= code < 500:
         return TransientError(message, status_code=code)
     return PermanentError(message, status_code=code)
+
+
+def _timed_out(where: str, deadline: Deadline) -> TransientError:
+    return TransientError(f"{where} did not answer within {deadline.seconds:g} s (the bound of the whole dialogue)")
 
 
 def _classify(exc: Exception, where: str, timeout: float) -> DeliveryError | None:

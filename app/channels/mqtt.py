@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import string
-import time
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -36,6 +35,7 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
+from app.channels.deadline import Deadline
 from app.channels.errors import PermanentError, TransientError
 from app.channels.mqtt_connections import BrokerKey, Connection, ConnectionPool, close_pool, default_pool
 from app.channels.network import Host
@@ -158,18 +158,17 @@ class MqttSender(Sender):
         return self._pool if self._pool is not None else default_pool()
 
     def send(self, config: MqttConfig, notification: Notification, context: SendContext) -> SendResult:
-        deadline = time.monotonic() + context.timeout
         topic = render_topic(config.topic, notification.payload)
         if not topic or len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
             raise PermanentError(f"MQTT topic is empty or longer than {MAX_TOPIC_BYTES} bytes once filled in")
         body = json.dumps(notification.payload, separators=(",", ":"), default=str).encode("utf-8")
         where = BrokerKey.of(config).describe()
-        with self.pool.lease(config, context.settings, deadline) as (connection, client):
+        with Deadline(context.timeout) as deadline, self.pool.lease(config, context.settings, deadline) as (connection, client):
             try:
                 message = client.publish(topic, body, qos=config.qos, retain=config.retain)
             except ValueError as exc:
                 raise PermanentError(f"MQTT broker {where}: cannot publish to {topic}: {exc}") from None
-            self._wait_until_published(message, client, connection, deadline, where, context.timeout)
+            self._wait_until_published(message, client, connection, deadline, where)
         if config.qos == 0:
             detail = f"written to {where} on {topic} (QoS 0, which the broker does not acknowledge)"
         else:
@@ -181,18 +180,17 @@ class MqttSender(Sender):
         message: mqtt.MQTTMessageInfo,
         client: mqtt.Client,
         connection: Connection,
-        deadline: float,
+        deadline: Deadline,
         where: str,
-        timeout: float,
     ) -> None:
         try:
             while not message.is_published():
-                remaining = deadline - time.monotonic()
+                remaining = deadline.remaining()
                 if remaining <= 0:
                     # A connection that lost an acknowledgement may be half-open: the next
                     # send should not trust it.
                     connection.discard(client)
-                    raise TransientError(f"MQTT broker {where} did not acknowledge the message within {timeout:g} s")
+                    raise TransientError(f"MQTT broker {where} did not acknowledge the message within {deadline.seconds:g} s")
                 if not client.is_connected():
                     raise TransientError(f"MQTT broker {where} closed the connection before acknowledging the message")
                 # Short waits, so that a connection lost meanwhile is noticed at once.

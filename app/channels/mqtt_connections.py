@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from app.channels.deadline import Deadline
 from app.channels.errors import DeliveryError, PermanentError, TransientError
-from app.channels.network import connection_error
+from app.channels.network import connection_error, open_connection
 from app.channels.trust import client_context
 from app.config import DeliverySettings
 
@@ -114,11 +115,11 @@ class Connection:
         self.last_used = time.monotonic()
 
     def connected_client(
-        self, config: MqttConfig, settings: DeliverySettings, deadline: float, new_client_id: Callable[[], str]
+        self, config: MqttConfig, settings: DeliverySettings, deadline: Deadline, new_client_id: Callable[[], str]
     ) -> mqtt.Client:
         """The connected client, connecting first if there is none or the broker dropped it."""
         where = self.key.describe()
-        if not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        if not self.lock.acquire(timeout=deadline.remaining()):
             raise TransientError(f"MQTT broker {where}: timed out waiting for the connection another send is opening")
         try:
             if self.client is not None and self.client.is_connected():
@@ -158,10 +159,25 @@ def _connect_failure(exc: OSError, where: str, config: MqttConfig, timeout: floa
     )
 
 
-def _connect(config: MqttConfig, settings: DeliverySettings, key: BrokerKey, deadline: float, client_id: str) -> mqtt.Client:
-    """A new client, connected and accepted by the broker (CONNACK), with its network thread."""
+class _BoundedClient(mqtt.Client):
+    """paho's client, opening its TCP connection within the deadline of the send opening it."""
+
+    opening_deadline: Deadline
+
+    def _create_socket_connection(self):
+        # paho 2.2 opens the connection here (Client._create_socket, then its TLS handshake,
+        # happen inside connect()); the deadline watches the socket until the broker accepts.
+        return open_connection(self._host, self._port, self.opening_deadline, what=f"MQTT broker {self._host}")
+
+
+def _connect(config: MqttConfig, settings: DeliverySettings, key: BrokerKey, deadline: Deadline, client_id: str) -> mqtt.Client:
+    """A new client, connected and accepted by the broker (CONNACK), with its network thread.
+
+    The connection outlives the send that opens it, so it is watched only until the broker
+    accepts it, by a deadline of its own that ends with the send's.
+    """
     where = key.describe()
-    client = mqtt.Client(
+    client = _BoundedClient(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=True,
@@ -169,7 +185,7 @@ def _connect(config: MqttConfig, settings: DeliverySettings, key: BrokerKey, dea
         # so that messages of a lost session are never re-sent behind the retry policy's back.
         reconnect_on_failure=False,
     )
-    client.connect_timeout = max(0.1, deadline - time.monotonic())
+    client.connect_timeout = max(0.1, deadline.remaining())
     if config.username is not None:
         client.username_pw_set(config.username, config.password)
     if config.tls:
@@ -180,7 +196,24 @@ def _connect(config: MqttConfig, settings: DeliverySettings, key: BrokerKey, dea
             # paho checks the host name itself unless the context does (paho client.py,
             # _ssl_wrap_socket); with verification off it must skip that check too.
             client.tls_insecure_set(True)
+    with Deadline(deadline.seconds, ends_with=deadline) as opening:
+        client.opening_deadline = opening
+        connack = _connack(client, config, where, opening)
+    if connack.is_failure:
+        _stop(client)
+        refusal = f"MQTT broker {where} refused the connection: {connack}"
+        if config.username is not None:
+            refusal += f" (username {config.username!r})"
+        if str(connack) in _PERMANENT_REFUSALS:
+            raise PermanentError(refusal)
+        raise TransientError(refusal)
+    log.info("MQTT connection %s to %s opened", client_id, where)
+    return client
 
+
+def _connack(client: mqtt.Client, config: MqttConfig, where: str, opening: Deadline) -> Any:
+    """Connect and wait for the broker's CONNACK, within the opening deadline."""
+    no_connack = f"MQTT broker {where} did not accept the connection in time (no CONNACK within {opening.seconds:g} s)"
     answered = threading.Event()
     outcome: dict[str, Any] = {}
 
@@ -197,26 +230,17 @@ def _connect(config: MqttConfig, settings: DeliverySettings, key: BrokerKey, dea
     try:
         client.connect(config.host, config.port, keepalive=KEEPALIVE_SECONDS)
     except OSError as exc:
-        raise _connect_failure(exc, where, config, client.connect_timeout) from None
-
+        if opening.fired:
+            raise TransientError(no_connack) from None
+        raise _connect_failure(exc, where, config, opening.seconds) from None
     client.loop_start()
-    if not answered.wait(max(0.0, deadline - time.monotonic())):
+    if not answered.wait(opening.remaining()) or (opening.fired and "connack" not in outcome):
         _stop(client)
-        raise TransientError(f"MQTT broker {where} did not accept the connection in time (no CONNACK)")
-    connack = outcome.get("connack")
-    if connack is None:
+        raise TransientError(no_connack)
+    if "connack" not in outcome:
         _stop(client)
         raise TransientError(f"MQTT broker {where} closed the connection before accepting it")
-    if connack.is_failure:
-        _stop(client)
-        refusal = f"MQTT broker {where} refused the connection: {connack}"
-        if config.username is not None:
-            refusal += f" (username {config.username!r})"
-        if str(connack) in _PERMANENT_REFUSALS:
-            raise PermanentError(refusal)
-        raise TransientError(refusal)
-    log.info("MQTT connection %s to %s opened", client_id, where)
-    return client
+    return outcome["connack"]
 
 
 _pools: "weakref.WeakSet[ConnectionPool]" = weakref.WeakSet()
@@ -254,7 +278,7 @@ class ConnectionPool:
 
     @contextmanager
     def lease(
-        self, config: MqttConfig, settings: DeliverySettings, deadline: float
+        self, config: MqttConfig, settings: DeliverySettings, deadline: Deadline
     ) -> Iterator[tuple[Connection, mqtt.Client]]:
         """A connected client for `config`, held for one send."""
         key = BrokerKey.of(config)

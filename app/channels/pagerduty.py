@@ -12,7 +12,6 @@ and the shared classifier quotes the answer); 429 and 5xx are worth retrying.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
@@ -26,7 +25,7 @@ from app.channels.base import (
 )
 from app.channels.errors import PermanentError
 from app.channels.formatting import headline
-from app.channels.http import send_http
+from app.channels.http import post_json
 from app.severity import severity_label
 from app.status import Event
 
@@ -124,14 +123,11 @@ class PagerDutySender(Sender):
     secret_fields = ("integration_key",)
 
     def send(self, config: PagerDutyConfig, notification: Notification, context: SendContext) -> SendResult:
-        event = pagerduty_event(config.integration_key, notification)
-        body = json.dumps(event, separators=(",", ":"), default=str).encode("utf-8")
-        return send_http(
-            "POST",
+        return post_json(
             context.settings.pagerduty_events_url,
-            secrets=[config.integration_key],
-            body=body,
-            headers={"Content-Type": "application/json", "User-Agent": "Pulse-PagerDuty/1.0"},
+            pagerduty_event(config.integration_key, notification),
             context=context,
             service="PagerDuty",
+            user_agent="Pulse-PagerDuty/1.0",
+            secrets=[config.integration_key],
         )

@@ -10,11 +10,9 @@ already reports as permanent with the code in the message. Slack's 429 carries
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
-import requests
 from pydantic import ConfigDict
 
 from app.channels.base import (
@@ -27,7 +25,7 @@ from app.channels.base import (
 from app.channels.destinations import DestinationUrl
 from app.channels.errors import PermanentError
 from app.channels.formatting import EVENT_WORDS, headline
-from app.channels.http import send_http, url_secrets
+from app.channels.http import HttpAnswer, post_json, url_secrets
 from app.severity import level_of
 from app.status import Event
 
@@ -102,11 +100,11 @@ def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
     return {"text": escape(headline(payload)), "attachments": [attachment]}
 
 
-def check_slack_answer(response: requests.Response) -> None:
+def check_slack_answer(answer: HttpAnswer) -> None:
     """A 2xx whose body is one of Slack's error codes is a permanent failure."""
-    code = response.text.strip()
+    code = answer.text.strip()
     if code in SLACK_ERROR_CODES:
-        raise PermanentError(f"Slack answered {response.status_code}: {code}", status_code=response.status_code)
+        raise PermanentError(f"Slack answered {answer.status}: {code}", status_code=answer.status)
 
 
 class SlackConfig(ChannelConfig):
@@ -126,14 +124,13 @@ class SlackSender(Sender):
     secret_fields = ("webhook_url",)
 
     def send(self, config: SlackConfig, notification: Notification, context: SendContext) -> SendResult:
-        body = json.dumps(slack_message(notification.payload), separators=(",", ":"), default=str).encode("utf-8")
-        return send_http(
-            "POST",
+        return post_json(
             config.webhook_url,
-            secrets=url_secrets(config.webhook_url),
-            body=body,
-            headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "Pulse-Slack/1.0"},
+            slack_message(notification.payload),
             context=context,
             service="Slack",
+            user_agent="Pulse-Slack/1.0",
+            content_type="application/json; charset=utf-8",
+            secrets=url_secrets(config.webhook_url),
             success_check=check_slack_answer,
         )

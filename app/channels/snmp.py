@@ -49,8 +49,9 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto.rfc1902 import Integer32, OctetString
 
 from app.channels.base import ChannelConfig, Notification, SendContext, Sender, SendResult
+from app.channels.deadline import Deadline
 from app.channels.errors import PermanentError, TransientError, redact
-from app.channels.network import Host
+from app.channels.network import Host, resolve
 from app.channels.snmp_engines import engine_for, thread_resources
 
 DEFAULT_OID_PREFIX = "1.3.6.1.4.1.99999"
@@ -232,16 +233,14 @@ class _ResolvedUdp6Target(Udp6TransportTarget):
 _TargetType = type[_ResolvedUdpTarget] | type[_ResolvedUdp6Target]
 
 
-def _resolve(host: str, port: int) -> tuple[_TargetType, tuple]:
+def _resolve(host: str, port: int, deadline: Deadline) -> tuple[_TargetType, tuple]:
     """pysnmp's transport type and the address to send to; TransientError if unresolvable."""
+    infos = resolve(host, port, deadline, kind=socket.SOCK_DGRAM, what=f"SNMP host {host}")
     # IPv4 first, as SNMP managers conventionally listen there ("localhost" may list ::1 first).
     for family, target_type in ((socket.AF_INET, _ResolvedUdpTarget), (socket.AF_INET6, _ResolvedUdp6Target)):
-        try:
-            infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-        except (socket.gaierror, UnicodeError):
-            continue
-        if infos:
-            return target_type, infos[0][4]
+        for info in infos:
+            if info[0] == family:
+                return target_type, info[4]
     raise TransientError(f"cannot resolve SNMP host {host}")
 
 
@@ -322,18 +321,28 @@ class SnmpSender(Sender):
             varbinds = trap_varbinds(config.oid_prefix, notification.payload)
         except (TypeError, ValueError) as exc:
             raise PermanentError(f"cannot build the SNMP trap: {exc}") from None
-        target_type, address = _resolve(config.host, config.port)
-        _check_route(target_type, address, destination)
-        engine_id, credentials, tag = _credentials(config, address)
-        trap = _send_trap(engine_id, credentials, tag, target_type, address, f"{config.oid_prefix}.0.1", varbinds)
+        with Deadline(context.timeout) as deadline:
+            target_type, address = _resolve(config.host, config.port, deadline)
+            _check_route(target_type, address, destination)
+            engine_id, credentials, tag = _credentials(config, address)
+            error_indication = self._run(
+                _send_trap(engine_id, credentials, tag, target_type, address, f"{config.oid_prefix}.0.1", varbinds),
+                config,
+                destination,
+                deadline,
+            )
+        if error_indication:
+            raise TransientError(redact(f"SNMP trap to {destination} failed: {error_indication}", _secrets(config)))
+        return SendResult(detail=f"SNMPv{config.version} trap sent to {destination} (unconfirmed UDP)")
+
+    @staticmethod
+    def _run(trap: Any, config: SnmpConfig, destination: str, deadline: Deadline) -> Any:
+        """The trap coroutine, run on this thread's loop for the time that remains."""
         try:
-            error_indication = thread_resources().loop.run_until_complete(asyncio.wait_for(trap, context.timeout))
+            return thread_resources().loop.run_until_complete(asyncio.wait_for(trap, deadline.remaining()))
         except asyncio.TimeoutError:
-            raise TransientError(f"SNMP trap to {destination} timed out after {context.timeout:g} s") from None
+            raise TransientError(f"SNMP trap to {destination} timed out after {deadline.seconds:g} s") from None
         except PySnmpError as exc:
             raise TransientError(redact(f"SNMP trap to {destination} failed: {exc}", _secrets(config))) from None
         except OSError as exc:
             raise TransientError(f"SNMP trap to {destination} failed: {exc.strerror or exc}") from None
-        if error_indication:
-            raise TransientError(redact(f"SNMP trap to {destination} failed: {error_indication}", _secrets(config)))
-        return SendResult(detail=f"SNMPv{config.version} trap sent to {destination} (unconfirmed UDP)")

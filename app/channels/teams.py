@@ -15,11 +15,9 @@ the status it reports, so a throttled post is retried and a refused card is not.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
-import requests
 from pydantic import ConfigDict, field_validator
 
 from app.channels.base import (
@@ -32,7 +30,7 @@ from app.channels.base import (
 from app.channels.destinations import DestinationUrl
 from app.channels.errors import TransientError
 from app.channels.formatting import EVENT_WORDS, headline
-from app.channels.http import classify, excerpt, send_http, url_secrets
+from app.channels.http import HttpAnswer, classify, excerpt, post_json, url_secrets
 from app.severity import level_of
 from app.status import Event
 
@@ -118,16 +116,16 @@ def message_card(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_teams_answer(response: requests.Response) -> None:
+def check_teams_answer(answer: HttpAnswer) -> None:
     """A connector's 200 that reports a refused delivery fails by the status it reports."""
-    body = response.text.strip()
+    body = answer.text.strip()
     if not body.startswith(CONNECTOR_FAILURE):
         return
     reported = _REPORTED_STATUS.search(body)
     if reported is None:
         # "Error contacting Microsoft Teams endpoint": Teams was unreachable from the connector.
-        raise TransientError(f"Teams answered {response.status_code}: {excerpt(body)}", status_code=response.status_code)
-    classify(int(reported.group(1)), response.headers, body, f"Teams (inside a {response.status_code} answer)")
+        raise TransientError(f"Teams answered {answer.status}: {excerpt(body)}", status_code=answer.status)
+    classify(int(reported.group(1)), answer.headers, body, f"Teams (inside a {answer.status} answer)")
 
 
 class TeamsConfig(ChannelConfig):
@@ -155,14 +153,12 @@ class TeamsSender(Sender):
 
     def send(self, config: TeamsConfig, notification: Notification, context: SendContext) -> SendResult:
         build = adaptive_card_message if config.format == "adaptive" else message_card
-        body = json.dumps(build(notification.payload), separators=(",", ":"), default=str).encode("utf-8")
-        return send_http(
-            "POST",
+        return post_json(
             config.webhook_url,
-            secrets=url_secrets(config.webhook_url),
-            body=body,
-            headers={"Content-Type": "application/json", "User-Agent": "Pulse-Teams/1.0"},
+            build(notification.payload),
             context=context,
             service="Teams",
+            user_agent="Pulse-Teams/1.0",
+            secrets=url_secrets(config.webhook_url),
             success_check=check_teams_answer,
         )
