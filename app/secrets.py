@@ -2,7 +2,9 @@
 
 The key is derived from SECRET_KEY with HKDF, so one setting protects both JWTs and stored
 secrets, and each use gets its own key. Secret fields are named by dotted paths into the
-config (`smtp.password`, `v3.auth_key`); the stored config never holds their values.
+config (`smtp.password`, `v3.auth_key`); the stored config never holds their values. A path
+ending in `.*` (`secret_headers.*`) names a mapping whose every value is secret: its keys are
+shown, each value answered as the mask; a value sent back as the mask keeps the stored one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from app.channels import PermanentError, get_sender
 
 MASK = "********"
 _MISSING = object()
+MAPPING = ".*"
+
+
+def _mapping(path: str) -> str | None:
+    """The path of the mapping whose values a `<path>.*` secret field names, or None."""
+    return path[: -len(MAPPING)] if path.endswith(MAPPING) else None
 
 
 class SecretBox:
@@ -76,8 +84,8 @@ def split_secrets(config: dict[str, Any], secret_fields: Iterable[str]) -> tuple
     public = copy.deepcopy(config)
     secrets: dict[str, Any] = {}
     for path in secret_fields:
-        value = pop_path(public, path)
-        if value is not _MISSING and value is not None:
+        value = pop_path(public, _mapping(path) or path)
+        if value is not _MISSING and value is not None and value != {}:
             secrets[path] = value
     return public, secrets
 
@@ -86,7 +94,7 @@ def merge_secrets(public: dict[str, Any], secrets: dict[str, Any]) -> dict[str, 
     """The full config: the stored public part with the decrypted secrets put back."""
     full = copy.deepcopy(public)
     for path, value in secrets.items():
-        set_path(full, path, value)
+        set_path(full, _mapping(path) or path, copy.deepcopy(value))
     return full
 
 
@@ -94,7 +102,11 @@ def masked(public: dict[str, Any], secrets: dict[str, Any], secret_fields: Itera
     """The config as answered: each secret that is set shows as the mask, unset ones as null."""
     view = copy.deepcopy(public)
     for path in secret_fields:
-        if path in secrets:
+        mapping = _mapping(path)
+        if mapping is not None:
+            if path in secrets or _parent_exists(view, mapping):
+                set_path(view, mapping, {name: MASK for name in secrets.get(path, {})})
+        elif path in secrets:
             set_path(view, path, MASK)
         elif _parent_exists(view, path):
             set_path(view, path, None)
@@ -121,12 +133,28 @@ def restore_masked(config: dict[str, Any], secrets: dict[str, Any], secret_field
     """A config sent back with "********" where a secret was keeps the stored secret."""
     restored = copy.deepcopy(config)
     for path in secret_fields:
-        if get_path(restored, path, None) == MASK:
+        mapping = _mapping(path)
+        if mapping is not None:
+            _restore_masked_values(get_path(restored, mapping, None), secrets.get(path, {}))
+        elif get_path(restored, path, None) == MASK:
             if path in secrets:
                 set_path(restored, path, secrets[path])
             else:
                 pop_path(restored, path)
     return restored
+
+
+def _restore_masked_values(sent: Any, stored: dict[str, Any]) -> None:
+    """In a mapping of secrets sent back, each masked value becomes the stored one again (or
+    goes, if nothing is stored under that key)."""
+    if not isinstance(sent, dict):
+        return
+    for name, value in list(sent.items()):
+        if value == MASK:
+            if name in stored:
+                sent[name] = stored[name]
+            else:
+                del sent[name]
 
 
 def channel_config(box: SecretBox, channel) -> Any:

@@ -8,7 +8,8 @@ A sender turns one notification into one attempt at one destination:
   (a destination URL's address, a `ca_file` inside `TRUSTED_CA_DIR`) read them from the
   validation context (`validate_config(config, settings)`, `validation_settings(info)`);
   without settings they are left to send time, where the sender checks again anyway.
-* `secret_fields` are the dotted paths of the write-only fields inside that config. They are
+* `secret_fields` are the dotted paths of the write-only fields inside that config; a path
+  ending in `.*` names a mapping whose every value is secret (`secret_headers.*`). They are
   stored encrypted, answered as "********", and must never reach a log line or an error text.
 * `send(config, notification, context)` makes exactly one attempt. It returns a `SendResult`
   on success, or raises `TransientError` (worth retrying, optionally with `retry_after`) or
