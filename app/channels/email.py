@@ -4,14 +4,13 @@ The subject and body are templates over the payload fields, in the bounded sandb
 `app.templating`, with sensible defaults. Every message carries
 `Message-ID: <pulse-<message id>@<domain of from>>`, the same on every attempt of a job, so a
 mail client can drop repeats. Bcc recipients are in the envelope only. SMTP hosts usually live
-on private networks, so the destination is not guarded (DESIGN §7).
+on private networks, so the destination is not guarded (DESIGN §7). The SMTP dialogue itself,
+bounded by the attempt's deadline, and what its failures mean live in `app.channels.smtp`.
 """
 
 from __future__ import annotations
 
 import re
-import smtplib
-import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -27,10 +26,19 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
-from app.channels.deadline import Deadline, run_within
-from app.channels.errors import DeliveryError, PermanentError, TransientError, redact
-from app.channels.http import excerpt
-from app.channels.network import Host, connection_error, dns_name, open_connection
+from app.channels.deadline import Deadline
+from app.channels.errors import DeliveryError, PermanentError, redact
+from app.channels.network import Host, dns_name
+from app.channels.smtp import (
+    SmtpClient,
+    SmtpOverTls,
+    classify_failure,
+    close_quietly,
+    ehlo_name,
+    refusals,
+    reply_text,
+    timed_out,
+)
 from app.channels.trust import CaFile, CaPem, client_context
 from app.config import DeliverySettings
 from app.payload import PAYLOAD_FIELDS
@@ -228,64 +236,6 @@ def _render(source: str, payload: dict[str, Any], what: str) -> str:
         raise PermanentError(f"the {what} template {exc}") from None
 
 
-class _SMTP(smtplib.SMTP):
-    """smtplib's client, connecting within the attempt's deadline (which then watches the
-    connection), and keeping the server's answer to DATA, which `sendmail()` checks but does
-    not return."""
-
-    data_reply: tuple[int, bytes] | None = None
-
-    def __init__(self, host: str, port: int, deadline: Deadline, **options: Any):
-        # Set before smtplib connects, which it does in its constructor.
-        self.deadline = deadline
-        super().__init__(host, port, **options)
-
-    def _get_socket(self, host, port, timeout):
-        return open_connection(host, port, self.deadline, what=f"SMTP server {host}")
-
-    def data(self, msg):
-        reply = super().data(msg)
-        self.data_reply = reply
-        return reply
-
-
-class _SMTPOverTLS(smtplib.SMTP_SSL, _SMTP):
-    """Implicit TLS: SMTP_SSL wraps the connection `_SMTP` opens."""
-
-    def __init__(self, host: str, port: int, deadline: Deadline, **options: Any):
-        self.deadline = deadline
-        smtplib.SMTP_SSL.__init__(self, host, port, **options)
-
-
-_host_names: dict[str, str] = {}
-
-
-def _fqdn() -> str:
-    # What smtplib says in EHLO when given no name (smtplib.SMTP.__init__).
-    name = socket.getfqdn()
-    if "." in name:
-        return name
-    try:
-        return f"[{socket.gethostbyname(socket.gethostname())}]"
-    except OSError:
-        return "[127.0.0.1]"
-
-
-def ehlo_name(deadline: Deadline) -> str:
-    """This host's name for EHLO, looked up once per process within a deadline.
-
-    smtplib would look it up for every connection, without a bound (a reverse lookup can take
-    as long as the resolver likes).
-    """
-    name = _host_names.get("fqdn")
-    if name is None:
-        try:
-            name = _host_names["fqdn"] = run_within(deadline, "the lookup of this host's name", _fqdn)
-        except TimeoutError:
-            return "[127.0.0.1]"
-    return name
-
-
 def tls_context(smtp: SmtpSettings, settings: DeliverySettings) -> ssl.SSLContext:
     """The client TLS context: the system's CAs, or only the channel's own, or no verification."""
     return client_context(settings, verify=smtp.verify_tls, ca_pem=smtp.ca_pem, ca_file=smtp.ca_file, field_prefix="smtp.")
@@ -310,13 +260,13 @@ class EmailSender(Sender):
     def _dialogue(config: EmailConfig, message: EmailMessage, tls: ssl.SSLContext | None, deadline: Deadline, where: str):
         """The SMTP dialogue of one attempt, from connection to QUIT, within the deadline."""
         smtp = config.smtp
-        client: _SMTP | None = None
+        client: SmtpClient | None = None
         try:
             options = {"local_hostname": ehlo_name(deadline), "timeout": deadline.remaining()}
             if smtp.security == "tls":
-                client = _SMTPOverTLS(smtp.host, smtp.port, deadline, context=tls, **options)
+                client = SmtpOverTls(smtp.host, smtp.port, deadline, context=tls, **options)
             else:
-                client = _SMTP(smtp.host, smtp.port, deadline, **options)
+                client = SmtpClient(smtp.host, smtp.port, deadline, **options)
             if smtp.security == "starttls":
                 client.ehlo_or_helo_if_needed()
                 if not client.has_extn("starttls"):
@@ -333,91 +283,16 @@ class EmailSender(Sender):
         except DeliveryError as error:
             raise error.redacted([smtp.password]) from None
         except Exception as exc:
-            error = _timed_out(where, deadline) if deadline.fired else _classify(exc, where, deadline.seconds)
+            error = timed_out(where, deadline) if deadline.fired else classify_failure(exc, where, deadline.seconds)
             if error is None:
                 raise
             # A server may echo what it was sent: the password never leaves in an error.
             raise error.redacted([smtp.password]) from None
         finally:
             if client is not None:
-                _close(client)
-        detail = _reply_text(text)
+                close_quietly(client)
+        detail = reply_text(text)
         if refused:
             # The message was accepted for the other recipients: a retry would send it to them again.
-            detail = f"{detail}; refused {_refusals(refused)}"
+            detail = f"{detail}; refused {refusals(refused)}"
         return SendResult(status_code=code, detail=redact(detail, [smtp.password]) or None)
-
-
-def _close(client: smtplib.SMTP) -> None:
-    # The attempt's outcome is already decided (the message was accepted, or an error is on its
-    # way up); a failing QUIT must not turn a delivered message into a retry.
-    try:
-        client.quit()
-    except (smtplib.SMTPException, OSError):
-        client.close()
-
-
-def _reply_text(text: bytes | str) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    return excerpt(text)
-
-
-def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:
-    return "; ".join(f"{address} ({code} {_reply_text(text)})" for address, (code, text) in refused.items())
-
-
-def _reply_error(code: int, text: bytes | str, where: str, doing: str) -> DeliveryError:
-    message = f"{where} answered {code} {_reply_text(text)} {doing}".strip()
-    if 400 <= code < 500:
-        return TransientError(message, status_code=code)
-    return PermanentError(message, status_code=code)
-
-
-def _timed_out(where: str, deadline: Deadline) -> TransientError:
-    return TransientError(f"{where} did not answer within {deadline.seconds:g} s (the bound of the whole dialogue)")
-
-
-def _classify(exc: Exception, where: str, timeout: float) -> DeliveryError | None:
-    """Map what smtplib, ssl and socket raise to the contract: SMTP 4xx and network trouble retry."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        message = f"{where} refused every recipient: {_refusals(exc.recipients)}"
-        codes = [code for code, _ in exc.recipients.values()]
-        # One recipient worth retrying makes the attempt worth retrying: nobody got the message yet.
-        if any(400 <= code < 500 for code in codes):
-            return TransientError(message, status_code=min(codes))
-        return PermanentError(message, status_code=max(codes))
-    if isinstance(exc, smtplib.SMTPAuthenticationError):
-        doing = "to the login (check smtp.username and smtp.password)"
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, doing)
-    if isinstance(exc, smtplib.SMTPSenderRefused):
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, f"to the sender {exc.sender}")
-    if isinstance(exc, smtplib.SMTPDataError):
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, "to the message")
-    if isinstance(exc, smtplib.SMTPConnectError):
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, "instead of its greeting")
-    if isinstance(exc, smtplib.SMTPResponseException):
-        if exc.smtp_code < 0:
-            return PermanentError(f"{where} answered something that is not SMTP")
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, "")
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
-        # smtplib reports a read that timed out as a disconnection; the timeout is the cause.
-        if isinstance(exc.__context__, TimeoutError):
-            return TransientError(f"{where} did not answer within {timeout:g} s")
-        return TransientError(f"{where} closed the connection unexpectedly")
-    if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return PermanentError(f"{where} does not support what Pulse needs: {exc}")
-    if isinstance(exc, smtplib.SMTPException):
-        return PermanentError(f"{where}: {exc}")
-    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-        return TransientError(f"{where} closed the connection during the TLS handshake")
-    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLCertVerificationError):
-        # TLS spoken to a plain port (or the reverse) fails the same way every time.
-        return PermanentError(
-            f"TLS with {where} failed ({exc.reason or exc.strerror}); check that smtp.security matches the port"
-        )
-    if isinstance(exc, OSError):
-        return connection_error(
-            exc, where, timeout, trust_hint="set smtp.ca_pem (or smtp.ca_file) to the CA that issued it, or smtp.verify_tls to false"
-        )
-    return None
