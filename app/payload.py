@@ -2,12 +2,13 @@
 
 `NotificationPayload` names the fields; `PAYLOAD_FIELDS` is that list, for whoever needs it
 (the email templates may use exactly these names). `notification_payload()` builds the payload
-of an alert event and `test_send_payload()` the one of `POST /channels/{id}/test`, both through
-`build_payload()`, so the two can never drift apart.
+of an alert event, and that of a test send (`POST /channels/{id}/test`) from a
+`ChannelTestAlert`, so the two can never drift apart.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -35,76 +36,51 @@ class NotificationPayload(TypedDict):
 
 PAYLOAD_FIELDS: tuple[str, ...] = tuple(NotificationPayload.__annotations__)
 
-# What a test send says about itself: a medium alert of a device that does not exist.
-TEST_SEVERITY = 2
-TEST_DEVICE_ID = "pulse-test-device"
-
 
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 with a UTC offset, or None."""
     return value.isoformat() if value is not None else None
 
 
-def build_payload(
-    *,
-    alert_id: int | None,
-    alert_type: str,
-    severity: int,
-    device_id: str,
-    site_id: str | None,
-    tenant_id: str,
-    message: str,
-    details: Any,
-    triggered_at: datetime | None,
-    event_type: str,
-    job_id: int | None,
-) -> NotificationPayload:
-    """The payload from its facts; the severity label is derived, never given."""
+@dataclass(frozen=True)
+class ChannelTestAlert:
+    """The alert a test send is about: a medium alert of a device that does not exist."""
+
+    tenant_id: str
+    message: str
+    details: dict[str, Any]
+    triggered_at: datetime
+    alert_id: None = None
+    alert_type: str = Event.TEST
+    severity: int = 2
+    device_id: str = "pulse-test-device"
+    site_id: None = None
+
+
+def notification_payload(alert: Alert | ChannelTestAlert, event_type: str, job_id: int | None) -> NotificationPayload:
+    """What a channel delivers for one alert event; the severity label is derived, never given."""
     return NotificationPayload(
-        alert_id=alert_id,
-        alert_type=alert_type,
-        severity=severity,
-        severity_label=severity_label(severity),
-        device_id=device_id,
-        site_id=site_id,
-        tenant_id=tenant_id,
-        message=message,
-        details=details,
-        triggered_at=iso(triggered_at),
-        event_type=event_type,
-        job_id=job_id,
-    )
-
-
-def notification_payload(alert: Alert, event_type: str, job_id: int | None) -> NotificationPayload:
-    """What a channel delivers for one alert event."""
-    return build_payload(
         alert_id=alert.alert_id,
         alert_type=alert.alert_type,
         severity=alert.severity,
+        severity_label=severity_label(alert.severity),
         device_id=alert.device_id,
         site_id=alert.site_id,
         tenant_id=alert.tenant_id,
         message=alert.message,
         details=alert.details,
-        triggered_at=alert.triggered_at,
+        triggered_at=iso(alert.triggered_at),
         event_type=event_type,
         job_id=job_id,
     )
 
 
-def test_send_payload(tenant_id: str, channel_name: str, message_id: str, now: datetime) -> NotificationPayload:
+def channel_test_payload(tenant_id: str, channel_name: str, message_id: str, now: datetime) -> NotificationPayload:
     """A notification that says it is a test, in the shape every channel delivers."""
-    return build_payload(
-        alert_id=None,
-        alert_type=Event.TEST,
-        severity=TEST_SEVERITY,
-        device_id=TEST_DEVICE_ID,
-        site_id=None,
+    alert = ChannelTestAlert(
         tenant_id=tenant_id,
         message=f"Test notification from Pulse for channel {channel_name!r}",
         details={"test": True, "test_id": message_id},
         triggered_at=now,
-        event_type=Event.TEST,
-        job_id=None,
     )
+    return notification_payload(alert, Event.TEST, None)

@@ -25,11 +25,6 @@ _MISSING = object()
 MAPPING = ".*"
 
 
-def _mapping(path: str) -> str | None:
-    """The path of the mapping whose values a `<path>.*` secret field names, or None."""
-    return path[: -len(MAPPING)] if path.endswith(MAPPING) else None
-
-
 class SecretBox:
     """Encrypts and decrypts a channel's secrets with a key derived from SECRET_KEY."""
 
@@ -79,37 +74,84 @@ def pop_path(config: dict[str, Any], path: str) -> Any:
     return node.pop(parts[-1], _MISSING) if isinstance(node, dict) else _MISSING
 
 
+class _Secret:
+    """One secret field: a value at a dotted path, answered as the mask."""
+
+    unset: Any = None
+
+    def __init__(self, path: str):
+        self.path = path
+        self.location = path
+
+    def mask(self, value: Any) -> Any:
+        return MASK
+
+    def restore(self, config: dict[str, Any], stored: Any) -> None:
+        """The mask sent back where this secret is keeps the stored value (or drops the key)."""
+        if get_path(config, self.location, None) == MASK:
+            if stored is _MISSING:
+                pop_path(config, self.location)
+            else:
+                set_path(config, self.location, stored)
+
+
+class _SecretMapping(_Secret):
+    """A `<path>.*` field: a mapping whose keys are shown and every value is secret."""
+
+    unset: Any = {}
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.location = path[: -len(MAPPING)]
+
+    def mask(self, value: dict[str, Any]) -> dict[str, str]:
+        return {name: MASK for name in value}
+
+    def restore(self, config: dict[str, Any], stored: Any) -> None:
+        sent = get_path(config, self.location, None)
+        if not isinstance(sent, dict):
+            return
+        stored = stored if isinstance(stored, dict) else {}
+        for name, value in list(sent.items()):
+            if value == MASK:
+                if name in stored:
+                    sent[name] = stored[name]
+                else:
+                    del sent[name]
+
+
+def _fields(secret_fields: Iterable[str]) -> list[_Secret]:
+    return [_SecretMapping(path) if path.endswith(MAPPING) else _Secret(path) for path in secret_fields]
+
+
 def split_secrets(config: dict[str, Any], secret_fields: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config without secrets, {path: secret}) from a full config."""
     public = copy.deepcopy(config)
     secrets: dict[str, Any] = {}
-    for path in secret_fields:
-        value = pop_path(public, _mapping(path) or path)
-        if value is not _MISSING and value is not None and value != {}:
-            secrets[path] = value
+    for field in _fields(secret_fields):
+        value = pop_path(public, field.location)
+        if value is not _MISSING and value is not None and value != field.unset:
+            secrets[field.path] = value
     return public, secrets
 
 
 def merge_secrets(public: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
     """The full config: the stored public part with the decrypted secrets put back."""
     full = copy.deepcopy(public)
-    for path, value in secrets.items():
-        set_path(full, _mapping(path) or path, copy.deepcopy(value))
+    for field in _fields(secrets):
+        set_path(full, field.location, copy.deepcopy(secrets[field.path]))
     return full
 
 
 def masked(public: dict[str, Any], secrets: dict[str, Any], secret_fields: Iterable[str]) -> dict[str, Any]:
-    """The config as answered: each secret that is set shows as the mask, unset ones as null."""
+    """The config as answered: each secret that is set shows as the mask, unset ones as null
+    (an empty mapping for a mapping of secrets)."""
     view = copy.deepcopy(public)
-    for path in secret_fields:
-        mapping = _mapping(path)
-        if mapping is not None:
-            if path in secrets or _parent_exists(view, mapping):
-                set_path(view, mapping, {name: MASK for name in secrets.get(path, {})})
-        elif path in secrets:
-            set_path(view, path, MASK)
-        elif _parent_exists(view, path):
-            set_path(view, path, None)
+    for field in _fields(secret_fields):
+        if field.path in secrets:
+            set_path(view, field.location, field.mask(secrets[field.path]))
+        elif _parent_exists(view, field.location):
+            set_path(view, field.location, copy.deepcopy(field.unset))
     return view
 
 
@@ -132,29 +174,9 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 def restore_masked(config: dict[str, Any], secrets: dict[str, Any], secret_fields: Iterable[str]) -> dict[str, Any]:
     """A config sent back with "********" where a secret was keeps the stored secret."""
     restored = copy.deepcopy(config)
-    for path in secret_fields:
-        mapping = _mapping(path)
-        if mapping is not None:
-            _restore_masked_values(get_path(restored, mapping, None), secrets.get(path, {}))
-        elif get_path(restored, path, None) == MASK:
-            if path in secrets:
-                set_path(restored, path, secrets[path])
-            else:
-                pop_path(restored, path)
+    for field in _fields(secret_fields):
+        field.restore(restored, secrets.get(field.path, _MISSING))
     return restored
-
-
-def _restore_masked_values(sent: Any, stored: dict[str, Any]) -> None:
-    """In a mapping of secrets sent back, each masked value becomes the stored one again (or
-    goes, if nothing is stored under that key)."""
-    if not isinstance(sent, dict):
-        return
-    for name, value in list(sent.items()):
-        if value == MASK:
-            if name in stored:
-                sent[name] = stored[name]
-            else:
-                del sent[name]
 
 
 def channel_config(box: SecretBox, channel) -> Any:

@@ -22,7 +22,7 @@ from app.channels import (
     canonical_type,
 )
 from app.models import NotificationChannel, utcnow
-from app.payload import test_send_payload
+from app.payload import channel_test_payload
 from app.problems import Problem, field_problem, validation_problem
 from app.schemas import ChannelCreate, ChannelUpdate
 from app.secrets import (
@@ -135,7 +135,7 @@ def test_channel(channel_id: str):
         except DeliveryError as exc:
             raise Problem(502, f"test send failed: {exc}") from None
         message_id = f"test-{uuid.uuid4()}"
-        payload = test_send_payload(channel.tenant_id, channel.name, message_id, utcnow())
+        payload = channel_test_payload(channel.tenant_id, channel.name, message_id, utcnow())
         notification = Notification(payload=payload, message_id=message_id)
         sender = SENDERS[channel.channel_type]
     started = time.perf_counter()

@@ -30,14 +30,14 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from app.channels.base import SendContext, SendResult
+from app.channels.base import Notification, SendContext, Sender, SendResult
 from app.channels.deadline import Deadline
 from app.channels.destinations import DestinationRefused, describe, numeric_host, refusal_reason
 from app.channels.errors import DeliveryError, PermanentError, TransientError, redact
@@ -193,23 +193,50 @@ def url_secrets(url: str) -> tuple[str, ...]:
     return tuple(sorted({s for s in spellings if len(s) > 1}, key=len, reverse=True))
 
 
-def post_json(
-    url: str,
-    message: Any,
-    *,
-    context: SendContext,
-    service: str,
-    user_agent: str,
-    content_type: str = "application/json",
-    secrets: Iterable[str] = (),
-    success_check: Callable[[HttpAnswer], None] | None = None,
-) -> SendResult:
-    """POST `message` as compact JSON: what the chat and paging channels send."""
-    body = json.dumps(message, separators=(",", ":"), default=str).encode("utf-8")
-    headers = {"Content-Type": content_type, "User-Agent": user_agent}
-    return send_http(
-        "POST", url, body=body, headers=headers, context=context, service=service, secrets=secrets, success_check=success_check
-    )
+class JsonPostSender(Sender):
+    """A channel type that POSTs one JSON message per notification: Slack, Teams, PagerDuty.
+
+    A subclass names its service and says what the message is; by default it goes to the
+    channel's `webhook_url`, the secret field whose path is the credential (every spelling of
+    it is kept out of errors), and any 2xx answer is a success. `send()` is the same for all.
+    """
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    service: ClassVar[str]
+    content_type: ClassVar[str] = "application/json"
+
+    @property
+    def user_agent(self) -> str:
+        return f"Pulse-{self.service}/1.0"
+
+    def destination(self, config: Any, context: SendContext) -> str:
+        """Where the message goes."""
+        return config.webhook_url
+
+    def message(self, config: Any, notification: Notification) -> Any:
+        """The JSON body for one notification."""
+        raise NotImplementedError
+
+    def secrets(self, config: Any, url: str) -> Iterable[str]:
+        """What the answer or an error must never show."""
+        return url_secrets(url)
+
+    def check_answer(self, answer: HttpAnswer) -> None:
+        """Refine a 2xx answer (a service that reports errors in a 200 body); success by default."""
+
+    def send(self, config: Any, notification: Notification, context: SendContext) -> SendResult:
+        url = self.destination(config, context)
+        body = json.dumps(self.message(config, notification), separators=(",", ":"), default=str).encode("utf-8")
+        return send_http(
+            "POST",
+            url,
+            body=body,
+            headers={"Content-Type": self.content_type, "User-Agent": self.user_agent},
+            context=context,
+            service=self.service,
+            secrets=self.secrets(config, url),
+            success_check=self.check_answer,
+        )
 
 
 def send_http(

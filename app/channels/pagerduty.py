@@ -20,12 +20,10 @@ from app.channels.base import (
     ChannelConfig,
     Notification,
     SendContext,
-    Sender,
-    SendResult,
 )
 from app.channels.errors import PermanentError
 from app.channels.formatting import headline
-from app.channels.http import post_json
+from app.channels.http import JsonPostSender
 from app.severity import severity_label
 from app.status import Event
 
@@ -115,19 +113,19 @@ class PagerDutyConfig(ChannelConfig):
         return value
 
 
-class PagerDutySender(Sender):
+class PagerDutySender(JsonPostSender):
     """Send one Events API v2 event to PagerDuty."""
 
     channel_type = "pagerduty"
     config_model = PagerDutyConfig
     secret_fields = ("integration_key",)
+    service = "PagerDuty"
 
-    def send(self, config: PagerDutyConfig, notification: Notification, context: SendContext) -> SendResult:
-        return post_json(
-            context.settings.pagerduty_events_url,
-            pagerduty_event(config.integration_key, notification),
-            context=context,
-            service="PagerDuty",
-            user_agent="Pulse-PagerDuty/1.0",
-            secrets=[config.integration_key],
-        )
+    def destination(self, config: PagerDutyConfig, context: SendContext) -> str:
+        return context.settings.pagerduty_events_url
+
+    def message(self, config: PagerDutyConfig, notification: Notification) -> dict[str, Any]:
+        return pagerduty_event(config.integration_key, notification)
+
+    def secrets(self, config: PagerDutyConfig, url: str) -> list[str]:
+        return [config.integration_key]

@@ -18,14 +18,11 @@ from pydantic import ConfigDict
 from app.channels.base import (
     ChannelConfig,
     Notification,
-    SendContext,
-    Sender,
-    SendResult,
 )
 from app.channels.destinations import DestinationUrl
 from app.channels.errors import PermanentError
 from app.channels.formatting import EVENT_WORDS, headline
-from app.channels.http import HttpAnswer, post_json, url_secrets
+from app.channels.http import HttpAnswer, JsonPostSender
 from app.severity import level_of
 from app.status import Event
 
@@ -116,21 +113,16 @@ class SlackConfig(ChannelConfig):
     webhook_url: DestinationUrl
 
 
-class SlackSender(Sender):
+class SlackSender(JsonPostSender):
     """Post an incoming-webhook message to Slack."""
 
     channel_type = "slack"
     config_model = SlackConfig
-    secret_fields = ("webhook_url",)
+    service = "Slack"
+    content_type = "application/json; charset=utf-8"
 
-    def send(self, config: SlackConfig, notification: Notification, context: SendContext) -> SendResult:
-        return post_json(
-            config.webhook_url,
-            slack_message(notification.payload),
-            context=context,
-            service="Slack",
-            user_agent="Pulse-Slack/1.0",
-            content_type="application/json; charset=utf-8",
-            secrets=url_secrets(config.webhook_url),
-            success_check=check_slack_answer,
-        )
+    def message(self, config: SlackConfig, notification: Notification) -> dict[str, Any]:
+        return slack_message(notification.payload)
+
+    def check_answer(self, answer: HttpAnswer) -> None:
+        check_slack_answer(answer)

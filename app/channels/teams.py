@@ -23,14 +23,11 @@ from pydantic import ConfigDict, field_validator
 from app.channels.base import (
     ChannelConfig,
     Notification,
-    SendContext,
-    Sender,
-    SendResult,
 )
 from app.channels.destinations import DestinationUrl
 from app.channels.errors import TransientError
 from app.channels.formatting import EVENT_WORDS, headline
-from app.channels.http import HttpAnswer, classify, excerpt, post_json, url_secrets
+from app.channels.http import HttpAnswer, JsonPostSender, classify, excerpt
 from app.severity import level_of
 from app.status import Event
 
@@ -144,21 +141,16 @@ class TeamsConfig(ChannelConfig):
         return value.lower() if isinstance(value, str) else value
 
 
-class TeamsSender(Sender):
+class TeamsSender(JsonPostSender):
     """Post an Adaptive Card (or a MessageCard) to a Teams webhook."""
 
     channel_type = "teams"
     config_model = TeamsConfig
-    secret_fields = ("webhook_url",)
+    service = "Teams"
 
-    def send(self, config: TeamsConfig, notification: Notification, context: SendContext) -> SendResult:
+    def message(self, config: TeamsConfig, notification: Notification) -> dict[str, Any]:
         build = adaptive_card_message if config.format == "adaptive" else message_card
-        return post_json(
-            config.webhook_url,
-            build(notification.payload),
-            context=context,
-            service="Teams",
-            user_agent="Pulse-Teams/1.0",
-            secrets=url_secrets(config.webhook_url),
-            success_check=check_teams_answer,
-        )
+        return build(notification.payload)
+
+    def check_answer(self, answer: HttpAnswer) -> None:
+        check_teams_answer(answer)
