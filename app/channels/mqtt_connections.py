@@ -230,7 +230,9 @@ def _connack(client: mqtt.Client, config: MqttConfig, where: str, opening: Deadl
     try:
         client.connect(config.host, config.port, keepalive=KEEPALIVE_SECONDS)
     except OSError as exc:
-        if opening.fired:
+        # The socket's own timeout (the time that remained) may end a trickling handshake an
+        # instant before the watchdog does: either way the broker did not accept in time.
+        if opening.fired or isinstance(exc, TimeoutError):
             raise TransientError(no_connack) from None
         raise _connect_failure(exc, where, config, opening.seconds) from None
     client.loop_start()
