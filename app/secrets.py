@@ -2,7 +2,9 @@
 
 The key is derived from SECRET_KEY with HKDF, so one setting protects both JWTs and stored
 secrets, and each use gets its own key. Secret fields are named by dotted paths into the
-config (`smtp.password`, `v3.auth_key`); the stored config never holds their values.
+config (`smtp.password`, `v3.auth_key`); the stored config never holds their values. A path
+ending in `.*` (`secret_headers.*`) names a mapping whose every value is secret: its keys are
+shown, each value answered as the mask; a value sent back as the mask keeps the stored one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from app.channels import PermanentError, get_sender
 
 MASK = "********"
 _MISSING = object()
+MAPPING = ".*"
 
 
 class SecretBox:
@@ -71,33 +74,84 @@ def pop_path(config: dict[str, Any], path: str) -> Any:
     return node.pop(parts[-1], _MISSING) if isinstance(node, dict) else _MISSING
 
 
+class _Secret:
+    """One secret field: a value at a dotted path, answered as the mask."""
+
+    unset: Any = None
+
+    def __init__(self, path: str):
+        self.path = path
+        self.location = path
+
+    def mask(self, value: Any) -> Any:
+        return MASK
+
+    def restore(self, config: dict[str, Any], stored: Any) -> None:
+        """The mask sent back where this secret is keeps the stored value (or drops the key)."""
+        if get_path(config, self.location, None) == MASK:
+            if stored is _MISSING:
+                pop_path(config, self.location)
+            else:
+                set_path(config, self.location, stored)
+
+
+class _SecretMapping(_Secret):
+    """A `<path>.*` field: a mapping whose keys are shown and every value is secret."""
+
+    unset: Any = {}
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.location = path[: -len(MAPPING)]
+
+    def mask(self, value: dict[str, Any]) -> dict[str, str]:
+        return {name: MASK for name in value}
+
+    def restore(self, config: dict[str, Any], stored: Any) -> None:
+        sent = get_path(config, self.location, None)
+        if not isinstance(sent, dict):
+            return
+        stored = stored if isinstance(stored, dict) else {}
+        for name, value in list(sent.items()):
+            if value == MASK:
+                if name in stored:
+                    sent[name] = stored[name]
+                else:
+                    del sent[name]
+
+
+def _fields(secret_fields: Iterable[str]) -> list[_Secret]:
+    return [_SecretMapping(path) if path.endswith(MAPPING) else _Secret(path) for path in secret_fields]
+
+
 def split_secrets(config: dict[str, Any], secret_fields: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config without secrets, {path: secret}) from a full config."""
     public = copy.deepcopy(config)
     secrets: dict[str, Any] = {}
-    for path in secret_fields:
-        value = pop_path(public, path)
-        if value is not _MISSING and value is not None:
-            secrets[path] = value
+    for field in _fields(secret_fields):
+        value = pop_path(public, field.location)
+        if value is not _MISSING and value is not None and value != field.unset:
+            secrets[field.path] = value
     return public, secrets
 
 
 def merge_secrets(public: dict[str, Any], secrets: dict[str, Any]) -> dict[str, Any]:
     """The full config: the stored public part with the decrypted secrets put back."""
     full = copy.deepcopy(public)
-    for path, value in secrets.items():
-        set_path(full, path, value)
+    for field in _fields(secrets):
+        set_path(full, field.location, copy.deepcopy(secrets[field.path]))
     return full
 
 
 def masked(public: dict[str, Any], secrets: dict[str, Any], secret_fields: Iterable[str]) -> dict[str, Any]:
-    """The config as answered: each secret that is set shows as the mask, unset ones as null."""
+    """The config as answered: each secret that is set shows as the mask, unset ones as null
+    (an empty mapping for a mapping of secrets)."""
     view = copy.deepcopy(public)
-    for path in secret_fields:
-        if path in secrets:
-            set_path(view, path, MASK)
-        elif _parent_exists(view, path):
-            set_path(view, path, None)
+    for field in _fields(secret_fields):
+        if field.path in secrets:
+            set_path(view, field.location, field.mask(secrets[field.path]))
+        elif _parent_exists(view, field.location):
+            set_path(view, field.location, copy.deepcopy(field.unset))
     return view
 
 
@@ -120,12 +174,8 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 def restore_masked(config: dict[str, Any], secrets: dict[str, Any], secret_fields: Iterable[str]) -> dict[str, Any]:
     """A config sent back with "********" where a secret was keeps the stored secret."""
     restored = copy.deepcopy(config)
-    for path in secret_fields:
-        if get_path(restored, path, None) == MASK:
-            if path in secrets:
-                set_path(restored, path, secrets[path])
-            else:
-                pop_path(restored, path)
+    for field in _fields(secret_fields):
+        field.restore(restored, secrets.get(field.path, _MISSING))
     return restored
 
 

@@ -16,18 +16,23 @@ from app.channels.base import Notification, SendContext
 from app.channels.email import EmailConfig, EmailSender
 from app.channels.errors import PermanentError, TransientError
 from app.config import DeliverySettings
+from tests.smtp import start_controller
 from tests.tls import Certificate, make_self_signed_certificate
 
 try:
-    from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
-except ImportError:  # the fixture fails with what to install
-    Controller = None
+except ImportError:  # start_controller fails with what to install
+    AuthResult = LoginPassword = None
 
 USERNAME = "pulse-mailer"
 PASSWORD = "correct-horse-battery-staple"
 SENDER = EmailSender()
 CONTEXT = SendContext(DeliverySettings(allow_private_destinations=True, timeout_seconds=3))
+
+
+def trusting(directory) -> SendContext:
+    """CONTEXT with TRUSTED_CA_DIR set to `directory`, where a test's CA file lives."""
+    return SendContext(DeliverySettings(allow_private_destinations=True, timeout_seconds=3, trusted_ca_dir=str(directory)))
 
 
 def payload(**overrides: Any) -> dict[str, Any]:
@@ -134,22 +139,11 @@ class SmtpPeer:
 @pytest.fixture
 def start_smtp_server():
     """Start aiosmtpd servers on free ports of 127.0.0.1; all are stopped after the test."""
-    if Controller is None:
-        pytest.fail("aiosmtpd is missing: install the test requirements (aiosmtpd==1.4.6)")
-
-    class FreePortController(Controller):
-        # Controller connects to `self.port` once to check the server is up; with port 0 it
-        # must first learn the port the operating system chose.
-        def _trigger_server(self):
-            self.port = self.server.sockets[0].getsockname()[1]
-            super()._trigger_server()
-
     controllers = []
 
     def start(handler: RecordingHandler | None = None, **options: Any) -> SmtpPeer:
         handler = handler or RecordingHandler()
-        controller = FreePortController(handler, hostname="127.0.0.1", port=0, **options)
-        controller.start()
+        controller = start_controller(handler, **options)
         controllers.append(controller)
         return SmtpPeer(port=controller.port, handler=handler)
 
@@ -362,17 +356,26 @@ def test_a_recipient_refused_while_others_accept_is_delivered_and_reported(start
 def test_starttls_and_login_deliver_with_the_certificate_trusted_through_ca_file(starttls_server, certificate):
     smtp = {"security": "starttls", "username": USERNAME, "password": PASSWORD, "ca_file": str(certificate.cert_file)}
 
-    result = send(email_config(starttls_server.port, smtp=smtp))
+    result = send(email_config(starttls_server.port, smtp=smtp), context=trusting(certificate.cert_file.parent))
 
     assert result.status_code == 250
     [received] = starttls_server.handler.received
     assert received.login == USERNAME
 
 
+def test_starttls_delivers_with_the_certificate_trusted_through_ca_pem(starttls_server, certificate):
+    smtp = {"security": "starttls", "username": USERNAME, "password": PASSWORD, "ca_pem": certificate.cert_file.read_text()}
+
+    result = send(email_config(starttls_server.port, smtp=smtp))
+
+    assert result.status_code == 250
+    assert starttls_server.handler.received[0].login == USERNAME
+
+
 def test_implicit_tls_and_login_deliver(implicit_tls_server, certificate):
     smtp = {"security": "tls", "username": USERNAME, "password": PASSWORD, "ca_file": str(certificate.cert_file)}
 
-    result = send(email_config(implicit_tls_server.port, smtp=smtp))
+    result = send(email_config(implicit_tls_server.port, smtp=smtp), context=trusting(certificate.cert_file.parent))
 
     assert result.status_code == 250
     assert implicit_tls_server.handler.received[0].login == USERNAME
@@ -405,7 +408,7 @@ def test_wrong_password_is_permanent_and_never_quoted(starttls_server, certifica
     smtp = {"security": "starttls", "username": USERNAME, "password": wrong, "ca_file": str(certificate.cert_file)}
 
     with pytest.raises(PermanentError) as failure:
-        send(email_config(starttls_server.port, smtp=smtp))
+        send(email_config(starttls_server.port, smtp=smtp), context=trusting(certificate.cert_file.parent))
 
     assert failure.value.status_code == 535
     assert "535" in str(failure.value)
@@ -425,7 +428,7 @@ def test_ca_file_that_cannot_be_read_is_permanent_and_named(starttls_server, tmp
     smtp = {"security": "starttls", "username": USERNAME, "password": PASSWORD, "ca_file": str(missing)}
 
     with pytest.raises(PermanentError) as failure:
-        send(email_config(starttls_server.port, smtp=smtp))
+        send(email_config(starttls_server.port, smtp=smtp), context=trusting(tmp_path))
 
     assert str(missing) in str(failure.value)
 

@@ -16,6 +16,7 @@ import queue
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -37,11 +38,16 @@ from app.channels.base import Notification, SendContext
 from app.channels.errors import PermanentError, TransientError
 from app.channels.mqtt import ConnectionPool, MqttConfig, MqttSender, render_topic
 from app.config import DeliverySettings
-from tests.support import free_port, wait_for
+from tests.support import ROOT, free_port, wait_for
 
 SHARED_HOST = "127.0.0.1"
 SHARED_PORT = 1883
 CONTEXT = SendContext(DeliverySettings(allow_private_destinations=True, timeout_seconds=3))
+
+
+def trusting(directory) -> SendContext:
+    """CONTEXT with TRUSTED_CA_DIR set to `directory`, where a test's CA file lives."""
+    return SendContext(DeliverySettings(allow_private_destinations=True, timeout_seconds=3, trusted_ca_dir=str(directory)))
 TOPIC_TEMPLATE = "pulse-test/{tenant_id}/alerts/{device_id}/{alert_type}"
 USERNAME = "pulse-publisher"
 PASSWORD = "Secret-Broker-Password-7f3a"
@@ -484,6 +490,16 @@ def test_device_id_with_separator_and_wildcards_is_published_as_one_level(shared
 # --- The connection pool -----------------------------------------------------------------
 
 
+def test_importing_the_channel_registry_makes_no_pool_and_starts_no_thread():
+    code = (
+        "import threading, app.channels, app.channels.mqtt_connections as pools; "
+        "print(len(pools._pools), threading.active_count())"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert shown.stdout.split() == ["0", "1"]
+
+
 def test_two_sends_reuse_one_connection(shared_broker, sender, pool, subscribe, tenant_id):
     subscriber = subscribe(SHARED_PORT, f"pulse-test/{tenant_id}/#")
 
@@ -636,6 +652,16 @@ def test_tls_with_the_trusted_ca_file_delivers(private_broker, sender, subscribe
     config = private_config(private_broker, port=private_broker.tls_port, tls=True, ca_file=str(private_broker.ca_file))
     notification = notification_for(tenant_id)
 
+    sender.send(config, notification, trusting(private_broker.ca_file.parent))
+
+    assert subscriber.receive().payload == compact_json(notification.payload)
+
+
+def test_tls_with_the_ca_given_as_pem_text_delivers(private_broker, sender, subscribe, tenant_id):
+    subscriber = subscribe(private_broker.plain_port, f"pulse-test/{tenant_id}/#", username=USERNAME, password=PASSWORD)
+    config = private_config(private_broker, port=private_broker.tls_port, tls=True, ca_pem=private_broker.ca_file.read_text())
+    notification = notification_for(tenant_id)
+
     sender.send(config, notification, CONTEXT)
 
     assert subscriber.receive().payload == compact_json(notification.payload)
@@ -661,7 +687,7 @@ def test_tls_to_a_plain_listener_is_transient(private_broker, sender, tenant_id)
     config = private_config(private_broker, tls=True, ca_file=str(private_broker.ca_file))
 
     with pytest.raises(TransientError, match="is the port a TLS listener"):
-        sender.send(config, notification_for(tenant_id), CONTEXT)
+        sender.send(config, notification_for(tenant_id), trusting(private_broker.ca_file.parent))
 
 
 @pytest.mark.parametrize("content", [None, b"not a certificate"], ids=["missing", "not PEM"])
@@ -672,7 +698,7 @@ def test_unusable_ca_file_is_permanent(private_broker, sender, tmp_path, tenant_
     config = private_config(private_broker, port=private_broker.tls_port, tls=True, ca_file=str(ca_file))
 
     with pytest.raises(PermanentError, match="ca_file"):
-        sender.send(config, notification_for(tenant_id), CONTEXT)
+        sender.send(config, notification_for(tenant_id), trusting(tmp_path))
 
 
 @pytest.mark.parametrize(

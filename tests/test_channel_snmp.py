@@ -26,14 +26,8 @@ from pydantic import ValidationError
 
 from app.channels.base import Notification, SendContext
 from app.channels.errors import PermanentError, TransientError
-from app.channels.snmp import (
-    DEFAULT_ENGINE_ID,
-    DEFAULT_OID_PREFIX,
-    ENGINE_TIME_EPOCH,
-    ENGINES_PER_THREAD,
-    SnmpConfig,
-    SnmpSender,
-)
+from app.channels.snmp import DEFAULT_ENGINE_ID, DEFAULT_OID_PREFIX, SnmpConfig, SnmpSender
+from app.channels.snmp_engines import ENGINE_TIME_EPOCH, ENGINES_PER_THREAD
 from app.config import DeliverySettings
 from tests.snmptrapd import TrapReceiver
 
@@ -584,13 +578,13 @@ def test_invalid_config_is_rejected_naming_the_field(config, field):
 
 
 def test_thread_keeps_one_event_loop_across_sends(receiver):
-    from app.channels import snmp
+    from app.channels import snmp_engines
 
     loops = []
 
     def send_and_record(alert_id: int) -> None:
         send(v2c_config(receiver), alert_id)
-        loops.append(snmp._resources().loop)
+        loops.append(snmp_engines.thread_resources().loop)
 
     worker = threading.Thread(target=lambda: [send_and_record(next(_alert_ids)) for _ in range(3)])
     worker.start()

@@ -23,8 +23,8 @@ from app.channels import (
     TransientError,
     canonical_type,
 )
-from app.channels.http import literal_ip_refusal
 from app.models import NotificationChannel, utcnow
+from app.payload import channel_test_payload
 from app.problems import Problem, field_problem, validation_problem
 from app.schemas import ChannelCreate, ChannelUpdate
 from app.secrets import (
@@ -34,32 +34,20 @@ from app.secrets import (
     restore_masked,
     split_secrets,
 )
-from app.severity import severity_label
-from app.status import Event
 from app.views import ChannelTestResult, ChannelView, Page, channel_view
 from app.web import pulse
 
 bp = Blueprint("channels", __name__)
-
-# Config keys that hold a destination URL, checked for a literal private IP at create time.
-URL_KEYS = ("url", "webhook_url")
 
 
 def _validated(channel_type: str, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(public config, secrets) of a full config, or a 422 naming the bad field."""
     sender = SENDERS[channel_type]
     try:
-        model = sender.validate_config(config)
+        model = sender.validate_config(config, pulse().settings.delivery)
     except ValidationError as exc:
         raise validation_problem(exc, prefix=("config",)) from None
-    full = model.model_dump(mode="json", by_alias=True)
-    if not pulse().settings.delivery.allow_private_destinations:
-        for key in URL_KEYS:
-            if isinstance(full.get(key), str):
-                reason = literal_ip_refusal(full[key])
-                if reason:
-                    raise field_problem(f"config.{key}", f"destination refused: it is {reason}")
-    return split_secrets(full, sender.secret_fields)
+    return split_secrets(model.model_dump(mode="json", by_alias=True), sender.secret_fields)
 
 
 def _health(channel: NotificationChannel):
@@ -142,24 +130,6 @@ def delete_channel(channel_id: str):
     return "", 204
 
 
-def test_payload(channel: NotificationChannel, message_id: str) -> dict[str, Any]:
-    """A notification that says it is a test, in the shape every channel delivers."""
-    return {
-        "alert_id": None,
-        "alert_type": Event.TEST,
-        "severity": 2,
-        "severity_label": severity_label(2),
-        "device_id": "pulse-test-device",
-        "site_id": None,
-        "tenant_id": channel.tenant_id,
-        "message": f"Test notification from Pulse for channel {channel.name!r}",
-        "details": {"test": True, "test_id": message_id},
-        "triggered_at": utcnow().isoformat(),
-        "event_type": Event.TEST,
-        "job_id": None,
-    }
-
-
 @bp.post("/channels/<channel_id>/test")
 @operation(ChannelTestResult, errors=(502,))
 def test_channel(channel_id: str):
@@ -172,7 +142,8 @@ def test_channel(channel_id: str):
         except DeliveryError as exc:
             raise Problem(502, f"test send failed: {exc}") from None
         message_id = f"test-{uuid.uuid4()}"
-        notification = Notification(payload=test_payload(channel, message_id), message_id=message_id)
+        payload = channel_test_payload(channel.tenant_id, channel.name, message_id, utcnow())
+        notification = Notification(payload=payload, message_id=message_id)
         sender = SENDERS[channel.channel_type]
     started = time.perf_counter()
     try:

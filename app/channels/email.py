@@ -1,31 +1,22 @@
 """Email: one plain-text message per notification through the channel's SMTP server.
 
-The subject and body are Jinja2 templates over the payload fields, rendered in a sandbox.
-Templates are a deliberately small subset of Jinja2 (see `check_template`): a channel's
-template is written by a tenant but rendered inside Pulse, and Jinja2 evaluates constant
-expressions such as `'a' * 10**9` or `'a'|center(10**9)` while compiling, so the subset has
-no operator or filter that can grow a string without bound.
-
-Every message carries `Message-ID: <pulse-<message id>@<domain of from>>`, the same on every
-attempt of a job, so a mail client can drop repeats. Bcc recipients are in the envelope only.
-SMTP hosts usually live on private networks, so the destination is not guarded (DESIGN §7).
+The subject and body are templates over the payload fields, in the bounded sandbox of
+`app.templating`, with sensible defaults. Every message carries
+`Message-ID: <pulse-<message id>@<domain of from>>`, the same on every attempt of a job, so a
+mail client can drop repeats. Bcc recipients are in the envelope only. SMTP hosts usually live
+on private networks, so the destination is not guarded (DESIGN §7). The SMTP dialogue itself,
+bounded by the attempt's deadline, and what its failures mean live in `app.channels.smtp`.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from jinja2 import StrictUndefined, TemplateError, meta, nodes, pass_eval_context
-from jinja2.filters import do_join
-from jinja2.nodes import EvalContext
-from jinja2.sandbox import SandboxedEnvironment
+from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from app.channels.base import (
@@ -35,26 +26,23 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
-from app.channels.errors import DeliveryError, PermanentError, TransientError
-from app.channels.http import excerpt
-from app.channels.network import connection_error
-
-PAYLOAD_FIELDS = frozenset(
-    {
-        "alert_id",
-        "alert_type",
-        "severity",
-        "severity_label",
-        "device_id",
-        "site_id",
-        "tenant_id",
-        "message",
-        "details",
-        "triggered_at",
-        "event_type",
-        "job_id",
-    }
+from app.channels.deadline import Deadline
+from app.channels.errors import DeliveryError, PermanentError, redact
+from app.channels.network import Host, dns_name
+from app.channels.smtp import (
+    SmtpClient,
+    SmtpOverTls,
+    classify_failure,
+    close_quietly,
+    ehlo_name,
+    refusals,
+    reply_text,
+    timed_out,
 )
+from app.channels.trust import CaFile, CaPem, client_context
+from app.config import DeliverySettings
+from app.payload import PAYLOAD_FIELDS
+from app.templating import RenderFailed, check_template, render
 
 DEFAULT_SUBJECT = "[{{ severity_label }}] {{ alert_type }} on {{ device_id }} ({{ event_type|lower }})"
 
@@ -79,243 +67,41 @@ Details: {{ details|json }}
 
 SUBJECT_TEMPLATE_MAX_LENGTH = 1_000
 BODY_TEMPLATE_MAX_LENGTH = 20_000
-RENDERED_MAX_CHARACTERS = 1_000_000
-MAX_LOOP_NESTING = 2
-MAX_JSON_INDENT = 8
 MAX_RECIPIENTS = 100
 
-# Filters that cannot turn a small input into a huge output (`join` and `json` are bounded
-# below; `wordwrap`, `indent`, `center`, `format` and `tojson`'s indent could, so they are left out).
-ALLOWED_FILTERS = frozenset(
-    {
-        "abs",
-        "capitalize",
-        "count",
-        "d",
-        "default",
-        "dictsort",
-        "filesizeformat",
-        "first",
-        "float",
-        "int",
-        "items",
-        "join",
-        "json",
-        "last",
-        "length",
-        "list",
-        "lower",
-        "max",
-        "min",
-        "reverse",
-        "round",
-        "sort",
-        "string",
-        "striptags",
-        "sum",
-        "title",
-        "trim",
-        "truncate",
-        "unique",
-        "upper",
-        "wordcount",
-    }
-)
 
-# Everything else (calls, assignments, macros, includes, `*`, `**`, `%`) is refused.
-ALLOWED_NODES = (
-    nodes.Template,
-    nodes.Output,
-    nodes.TemplateData,
-    nodes.Const,
-    nodes.Name,
-    nodes.Getattr,
-    nodes.Getitem,
-    nodes.Slice,
-    nodes.Filter,
-    nodes.Test,
-    nodes.Keyword,
-    nodes.If,
-    nodes.CondExpr,
-    nodes.For,
-    nodes.FilterBlock,
-    nodes.Compare,
-    nodes.Operand,
-    nodes.And,
-    nodes.Or,
-    nodes.Not,
-    nodes.Neg,
-    nodes.Pos,
-    nodes.Concat,
-    nodes.Add,
-    nodes.Sub,
-    nodes.Div,
-    nodes.FloorDiv,
-    nodes.Tuple,
-    nodes.List,
-    nodes.Dict,
-    nodes.Pair,
-)
+# email-validator checks the local part: a dot-atom of at most 64 characters, ASCII (smtplib
+# does not negotiate SMTPUTF8), never quoted, no display name. Its domain check refuses the
+# special-use names SMTP relays on private networks live under, such as `.local`, whatever
+# its options (`globally_deliverable=False` lifts only the dot and TLD rules; the special-use
+# list is a process-wide global of the library), so the local part is checked against a
+# stand-in domain and the domain is checked as the host name it is, by the one host check.
+_STAND_IN_DOMAIN = "example.com"
 
 
-def _json(value: Any, indent: int | None = None) -> str:
-    """Plain JSON for a text email (Jinja's `tojson` escapes `<`, `>` and `&` for HTML)."""
-    if indent is not None:
-        indent = max(0, min(int(indent), MAX_JSON_INDENT))
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str, indent=indent)
-
-
-@pass_eval_context
-def _join(eval_context: EvalContext, value: Any, separator: str = "", attribute: str | int | None = None) -> str:
-    """Jinja's `join`, refusing a separator so long that the result would be huge."""
-    items = list(value)
-    if len(str(separator)) * len(items) > RENDERED_MAX_CHARACTERS:
-        raise ValueError(f"join would produce more than {RENDERED_MAX_CHARACTERS} characters")
-    return do_join(eval_context, items, separator, attribute)
-
-
-def _text(value: Any) -> Any:
-    """An absent value (None) prints as nothing rather than as the word "None"."""
-    return "" if value is None else value
-
-
-def _environment() -> SandboxedEnvironment:
-    environment = SandboxedEnvironment(
-        undefined=StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        finalize=_text,
-    )
-    environment.filters["json"] = _json
-    environment.filters["join"] = _join
-    return environment
-
-
-ENVIRONMENT = _environment()
-
-
-class TemplateRefused(ValueError):
-    """A template that does not compile or leaves the supported subset."""
-
-
-def check_template(source: str) -> None:
-    """Parse, inspect and compile a template; TemplateRefused says what is wrong and where."""
-    try:
-        tree = ENVIRONMENT.parse(source)
-    except TemplateError as exc:
-        raise TemplateRefused(_describe_template_error(exc)) from None
-    # Checked before anything compiles it: compiling evaluates constant expressions.
-    _check_nodes(tree, loop_depth=0)
-    try:
-        unknown = meta.find_undeclared_variables(tree) - PAYLOAD_FIELDS
-        compiled_template(source)
-    except TemplateError as exc:
-        raise TemplateRefused(_describe_template_error(exc)) from None
-    if unknown:
-        raise TemplateRefused(
-            f"unknown variable(s) {', '.join(sorted(unknown))}; the payload fields are "
-            f"{', '.join(sorted(PAYLOAD_FIELDS))}"
-        )
-
-
-def _check_nodes(node: nodes.Node, loop_depth: int) -> None:
-    if not isinstance(node, ALLOWED_NODES):
-        raise TemplateRefused(f"{_construct_name(node)} is not supported in Pulse templates (line {node.lineno})")
-    if isinstance(node, nodes.Filter) and node.name not in ALLOWED_FILTERS:
-        raise TemplateRefused(
-            f"filter {node.name!r} is not supported in Pulse templates (line {node.lineno}); "
-            f"use one of {', '.join(sorted(ALLOWED_FILTERS))}"
-        )
-    if isinstance(node, nodes.For):
-        loop_depth += 1
-        if loop_depth > MAX_LOOP_NESTING:
-            raise TemplateRefused(f"loops may be nested at most {MAX_LOOP_NESTING} deep (line {node.lineno})")
-    for child in node.iter_child_nodes():
-        _check_nodes(child, loop_depth)
-
-
-def _construct_name(node: nodes.Node) -> str:
-    names = {
-        nodes.Call: "a function or method call",
-        nodes.Mul: "the * operator",
-        nodes.Pow: "the ** operator",
-        nodes.Mod: "the % operator",
-        nodes.Assign: "{% set %}",
-        nodes.AssignBlock: "{% set %}",
-        nodes.With: "{% with %}",
-        nodes.Macro: "{% macro %}",
-        nodes.CallBlock: "{% call %}",
-        nodes.Include: "{% include %}",
-        nodes.Import: "{% import %}",
-        nodes.FromImport: "{% from ... import %}",
-        nodes.Extends: "{% extends %}",
-        nodes.Block: "{% block %}",
-    }
-    return names.get(type(node), f"{type(node).__name__!r}")
-
-
-def _describe_template_error(exc: TemplateError) -> str:
-    line = getattr(exc, "lineno", None)
-    return f"template does not compile: {exc.message}" + (f" (line {line})" if line else "")
-
-
-@lru_cache(maxsize=512)
-def compiled_template(source: str):
-    """The compiled template of a source; channels reuse the same few, so keep them."""
-    return ENVIRONMENT.from_string(source)
-
-
-def render(source: str, payload: dict[str, Any], what: str) -> str:
-    """Render a checked template over the payload; PermanentError names `what` failed and why."""
-    values = {name: payload.get(name) for name in PAYLOAD_FIELDS}
-    pieces: list[str] = []
-    size = 0
-    try:
-        # Streamed so that a loop over a large `details` stops at the limit, not after it.
-        for piece in compiled_template(source).generate(values):
-            size += len(piece)
-            if size > RENDERED_MAX_CHARACTERS:
-                raise PermanentError(f"the {what} template renders more than {RENDERED_MAX_CHARACTERS} characters")
-            pieces.append(piece)
-    except DeliveryError:
-        raise
-    except TemplateError as exc:
-        raise PermanentError(f"the {what} template cannot be rendered for this alert: {exc.message}") from None
-    except Exception as exc:
-        # Whatever a template raises (ZeroDivisionError, TypeError...) is the template's fault.
-        reason = f"{type(exc).__name__}: {exc}"
-        raise PermanentError(f"the {what} template cannot be rendered for this alert: {reason}") from None
-    return "".join(pieces)
-
-
-# RFC 5321 §4.1.2 Dot-string local part and a DNS host name; quoted local parts are not accepted.
-_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_DOMAIN_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-
-
-def _address(value: str) -> str:
-    """A plain address `local@domain`, its domain lower-cased and in ASCII (punycode) form.
-
-    email-validator (pydantic's EmailStr) refuses special-use names such as `.local`, which
-    SMTP relays on private networks use, so the syntax is checked here instead.
-    """
+def email_address(value: str) -> str:
+    """A plain address `local@domain`, its domain lower-cased and in ASCII (IDNA) form."""
     local, at, domain = value.strip().rpartition("@")
-    if not at or len(local) > 64 or not _LOCAL_PART.fullmatch(local):
+    if not at:
         raise ValueError(f"{value!r} is not a plain email address (local@domain)")
     try:
-        domain = domain.encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        checked = validate_email(
+            f"{local}@{_STAND_IN_DOMAIN}", allow_smtputf8=False, check_deliverability=False, strict=True
+        )
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not a plain email address (local@domain): {exc}") from None
+    try:
+        domain = dns_name(domain)
+    except ValueError:
         raise ValueError(f"{value!r} has an invalid domain") from None
-    if len(domain) > 253 or not all(_DOMAIN_LABEL.fullmatch(label) for label in domain.split(".")):
-        raise ValueError(f"{value!r} has an invalid domain")
-    return f"{local}@{domain}"
+    return f"{checked.local_part}@{domain}"
 
 
-EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_address)]
+EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(email_address)]
 
 
 def _checked_template(source: str) -> str:
-    check_template(source)
+    check_template(source, PAYLOAD_FIELDS)
     return source
 
 
@@ -325,14 +111,15 @@ class SmtpSettings(ChannelConfig):
     # Validated by the alias only: the stored and answered config must use the key `from`.
     model_config = ConfigDict(extra="forbid", validate_by_alias=True, validate_by_name=False, serialize_by_alias=True)
 
-    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:-]+$")
+    host: Host
     port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = Field(default=None, min_length=1, max_length=256)
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     from_address: EmailAddress = Field(alias="from")
     verify_tls: bool = True
-    ca_file: str | None = Field(default=None, min_length=1, max_length=4096)
+    ca_pem: CaPem | None = None
+    ca_file: CaFile | None = None
 
     @field_validator("security", mode="before")
     @classmethod
@@ -347,13 +134,6 @@ class SmtpSettings(ChannelConfig):
             raise ValueError("must be ASCII text")
         return value
 
-    @field_validator("ca_file")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError("ca_file must be an absolute path to a PEM file on the worker")
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> SmtpSettings:
         if self.password is not None and self.username is None:
@@ -364,8 +144,11 @@ class SmtpSettings(ChannelConfig):
             raise ValueError(
                 "username and password need security starttls or tls: with none they cross the network in clear text"
             )
-        if self.security == "none" and self.ca_file is not None:
-            raise ValueError("ca_file applies only to security starttls or tls")
+        for name in ("ca_pem", "ca_file"):
+            if self.security == "none" and getattr(self, name) is not None:
+                raise ValueError(f"{name} applies only to security starttls or tls")
+        if self.ca_pem is not None and self.ca_file is not None:
+            raise ValueError("set ca_pem or ca_file, not both")
         return self
 
 
@@ -423,8 +206,8 @@ def message_id(notification: Notification, from_address: str) -> str:
 def build_message(config: EmailConfig, notification: Notification) -> EmailMessage:
     """The message as sent: headers name to and cc only; bcc is added to the envelope."""
     payload = notification.payload
-    subject = " ".join(render(config.template.subject, payload, "subject").split())
-    body = render(config.template.body, payload, "body")
+    subject = " ".join(_render(config.template.subject, payload, "subject").split())
+    body = _render(config.template.body, payload, "body")
     message = EmailMessage()
     message["From"] = config.smtp.from_address
     if config.recipients.to:
@@ -445,39 +228,17 @@ def build_message(config: EmailConfig, notification: Notification) -> EmailMessa
     return message
 
 
-class _RecordsDataReply:
-    """Keeps the server's answer to DATA, which `sendmail()` checks but does not return."""
-
-    data_reply: tuple[int, bytes] | None = None
-
-    def data(self, msg):
-        reply = super().data(msg)
-        self.data_reply = reply
-        return reply
-
-
-class _SMTP(_RecordsDataReply, smtplib.SMTP):
-    pass
-
-
-class _SMTPOverTLS(_RecordsDataReply, smtplib.SMTP_SSL):
-    pass
-
-
-def tls_context(smtp: SmtpSettings) -> ssl.SSLContext:
-    """The client TLS context: the system's CAs, or only `ca_file`, or no verification at all."""
-    if not smtp.verify_tls:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+def _render(source: str, payload: dict[str, Any], what: str) -> str:
+    """A template rendered over the payload; PermanentError names which template failed and why."""
     try:
-        return ssl.create_default_context(cafile=smtp.ca_file)
-    except ssl.SSLError as exc:
-        reason = exc.reason or "no PEM certificate in it"
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-    raise PermanentError(f"smtp.ca_file {smtp.ca_file} cannot be used as a CA file: {reason}")
+        return render(source, {name: payload.get(name) for name in PAYLOAD_FIELDS})
+    except RenderFailed as exc:
+        raise PermanentError(f"the {what} template {exc}") from None
+
+
+def tls_context(smtp: SmtpSettings, settings: DeliverySettings) -> ssl.SSLContext:
+    """The client TLS context: the system's CAs, or only the channel's own, or no verification."""
+    return client_context(settings, verify=smtp.verify_tls, ca_pem=smtp.ca_pem, ca_file=smtp.ca_file, field_prefix="smtp.")
 
 
 class EmailSender(Sender):
@@ -491,13 +252,21 @@ class EmailSender(Sender):
         message = build_message(config, notification)
         smtp = config.smtp
         where = f"SMTP server {smtp.host}:{smtp.port}"
-        tls = tls_context(smtp) if smtp.security != "none" else None
-        client: smtplib.SMTP | None = None
+        tls = tls_context(smtp, context.settings) if smtp.security != "none" else None
+        with Deadline(context.timeout) as deadline:
+            return self._dialogue(config, message, tls, deadline, where)
+
+    @staticmethod
+    def _dialogue(config: EmailConfig, message: EmailMessage, tls: ssl.SSLContext | None, deadline: Deadline, where: str):
+        """The SMTP dialogue of one attempt, from connection to QUIT, within the deadline."""
+        smtp = config.smtp
+        client: SmtpClient | None = None
         try:
+            options = {"local_hostname": ehlo_name(deadline), "timeout": deadline.remaining()}
             if smtp.security == "tls":
-                client = _SMTPOverTLS(smtp.host, smtp.port, timeout=context.timeout, context=tls)
+                client = SmtpOverTls(smtp.host, smtp.port, deadline, context=tls, **options)
             else:
-                client = _SMTP(smtp.host, smtp.port, timeout=context.timeout)
+                client = SmtpClient(smtp.host, smtp.port, deadline, **options)
             if smtp.security == "starttls":
                 client.ehlo_or_helo_if_needed()
                 if not client.has_extn("starttls"):
@@ -511,94 +280,19 @@ class EmailSender(Sender):
                 message, from_addr=smtp.from_address, to_addrs=config.recipients.envelope()
             )
             code, text = client.data_reply or (250, b"")
-        except DeliveryError:
-            raise
+        except DeliveryError as error:
+            raise error.redacted([smtp.password]) from None
         except Exception as exc:
-            error = _classify(exc, where, smtp.password, context.timeout)
+            error = timed_out(where, deadline) if deadline.fired else classify_failure(exc, where, deadline.seconds)
             if error is None:
                 raise
-            raise error from None
+            # A server may echo what it was sent: the password never leaves in an error.
+            raise error.redacted([smtp.password]) from None
         finally:
             if client is not None:
-                _close(client)
-        detail = _reply_text(text)
+                close_quietly(client)
+        detail = reply_text(text)
         if refused:
             # The message was accepted for the other recipients: a retry would send it to them again.
-            detail = f"{detail}; refused {_refusals(refused)}"
-        return SendResult(status_code=code, detail=_scrub(detail, smtp.password) or None)
-
-
-def _close(client: smtplib.SMTP) -> None:
-    # The attempt's outcome is already decided (the message was accepted, or an error is on its
-    # way up); a failing QUIT must not turn a delivered message into a retry.
-    try:
-        client.quit()
-    except (smtplib.SMTPException, OSError):
-        client.close()
-
-
-def _reply_text(text: bytes | str) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    return excerpt(text)
-
-
-def _refusals(refused: dict[str, tuple[int, bytes]]) -> str:
-    return "; ".join(f"{address} ({code} {_reply_text(text)})" for address, (code, text) in refused.items())
-
-
-def _scrub(text: str, password: str | None) -> str:
-    """A server may echo what it was sent; the password never leaves in an error or a log."""
-    return text.replace(password, "********") if password else text
-
-
-def _reply_error(code: int, text: bytes | str, where: str, doing: str, password: str | None) -> DeliveryError:
-    message = _scrub(f"{where} answered {code} {_reply_text(text)} {doing}".strip(), password)
-    if 400 <= code < 500:
-        return TransientError(message, status_code=code)
-    return PermanentError(message, status_code=code)
-
-
-def _classify(exc: Exception, where: str, password: str | None, timeout: float) -> DeliveryError | None:
-    """Map what smtplib, ssl and socket raise to the contract: SMTP 4xx and network trouble retry."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        message = _scrub(f"{where} refused every recipient: {_refusals(exc.recipients)}", password)
-        codes = [code for code, _ in exc.recipients.values()]
-        # One recipient worth retrying makes the attempt worth retrying: nobody got the message yet.
-        if any(400 <= code < 500 for code in codes):
-            return TransientError(message, status_code=min(codes))
-        return PermanentError(message, status_code=max(codes))
-    if isinstance(exc, smtplib.SMTPAuthenticationError):
-        doing = "to the login (check smtp.username and smtp.password)"
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, doing, password)
-    if isinstance(exc, smtplib.SMTPSenderRefused):
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, f"to the sender {exc.sender}", password)
-    if isinstance(exc, smtplib.SMTPDataError):
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, "to the message", password)
-    if isinstance(exc, smtplib.SMTPConnectError):
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, "instead of its greeting", password)
-    if isinstance(exc, smtplib.SMTPResponseException):
-        if exc.smtp_code < 0:
-            return PermanentError(f"{where} answered something that is not SMTP")
-        return _reply_error(exc.smtp_code, exc.smtp_error, where, "", password)
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
-        # smtplib reports a read that timed out as a disconnection; the timeout is the cause.
-        if isinstance(exc.__context__, TimeoutError):
-            return TransientError(f"{where} did not answer within {timeout:g} s")
-        return TransientError(f"{where} closed the connection unexpectedly")
-    if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return PermanentError(_scrub(f"{where} does not support what Pulse needs: {exc}", password))
-    if isinstance(exc, smtplib.SMTPException):
-        return PermanentError(_scrub(f"{where}: {exc}", password))
-    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-        return TransientError(f"{where} closed the connection during the TLS handshake")
-    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLCertVerificationError):
-        # TLS spoken to a plain port (or the reverse) fails the same way every time.
-        return PermanentError(
-            f"TLS with {where} failed ({exc.reason or exc.strerror}); check that smtp.security matches the port"
-        )
-    if isinstance(exc, OSError):
-        return connection_error(
-            exc, where, timeout, trust_hint="set smtp.ca_file to the CA that issued it, or smtp.verify_tls to false"
-        )
-    return None
+            detail = f"{detail}; refused {refusals(refused)}"
+        return SendResult(status_code=code, detail=redact(detail, [smtp.password]) or None)

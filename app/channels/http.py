@@ -1,15 +1,17 @@
 """The one HTTP client every HTTP-based channel uses, and the one classifier of its outcomes.
 
-`send_http()` makes one request through a session that:
+`send_http()` makes one request (urllib3, a keep-alive pool per process) that:
 
-* refuses loopback, private, link-local (cloud metadata included), CGNAT, unspecified,
-  multicast and reserved destinations, IPv6 and IPv4-mapped forms too, unless
-  `ALLOW_PRIVATE_DESTINATIONS=1`. The host is checked when it is resolved and the peer
-  address again once the socket is connected, so DNS rebinding cannot slip past the check;
+* connects only to addresses the SSRF policy allows (`app.channels.destinations`): every
+  address the host resolves to is checked first, and only a checked address is connected to,
+  so a DNS answer that changes in between cannot slip past the check;
+* is bounded as a whole by `DELIVERY_TIMEOUT_SECONDS`: resolution, connection, TLS, request
+  and response (`app.channels.deadline`); a receiver that trickles its answer ends as a
+  transient timeout, and at most `MAX_RESPONSE_BYTES` of an answer are read;
 * never follows redirects and ignores proxy variables of the environment;
 * names only the scheme and host of the destination in errors (a Slack or Teams URL is a
   secret), and blanks the caller's secrets out of any answer it quotes: a receiver, or a
-  proxy's error page, may quote the request's path or body back.
+  proxy's error page, may quote the request's path, headers or body back.
 
 `classify()` maps an HTTP status to the contract: 2xx ok; 408, 429 and 5xx transient (with
 `Retry-After` honoured); any other status permanent.
@@ -17,140 +19,125 @@
 
 from __future__ import annotations
 
+import codecs
 import email.utils
-import ipaddress
+import http.client
+import json
+import os
 import socket
 import ssl
-import threading
 import time
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timezone
-from typing import Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from app.channels.base import SendContext, SendResult
-from app.channels.errors import DeliveryError, PermanentError, TransientError
-from app.channels.network import connection_error
+from app.channels.base import Notification, SendContext, Sender, SendResult
+from app.channels.deadline import Deadline
+from app.channels.destinations import DestinationRefused, describe, numeric_host, refusal_reason
+from app.channels.errors import DeliveryError, PermanentError, TransientError, redact
+from app.channels.network import connection_error, open_connection
 
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
-_RFC1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
-_ULA = ipaddress.ip_network("fc00::/7")
+# What is read of an answer at most: enough for any error text worth quoting.
+MAX_RESPONSE_BYTES = 64 * 1024
 
-
-class DestinationRefused(PermanentError):
-    """The destination resolves to an address Pulse must not reach."""
-
-
-def refusal_reason(address: str) -> str | None:
-    """Why an IP address may not be a delivery destination, or None if it may."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in _METADATA:
-        return "a cloud metadata address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_unspecified:
-        return "the unspecified address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.version == 4 and any(ip in net for net in _RFC1918):
-        return "a private address (RFC 1918)"
-    if ip.version == 4 and ip in _CGNAT:
-        return "a shared CGNAT address (RFC 6598)"
-    if ip.version == 6 and ip in _ULA:
-        return "an IPv6 unique local address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_reserved or ip.is_private or not ip.is_global:
-        return "a reserved address"
-    return None
+# Keep-alive connections kept per destination host; more may be open at once.
+CONNECTIONS_PER_HOST = 8
 
 
-def literal_ip_refusal(url: str) -> str | None:
-    """For a URL whose host is a literal IP: why it would be refused (checked at channel create)."""
-    host = urlsplit(url).hostname or ""
-    try:
-        return refusal_reason(host)
-    except ValueError:
-        return None
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What a receiver answered: status, headers, and the text of at most 64 KiB of body."""
+
+    status: int
+    headers: Mapping[str, str]
+    text: str
 
 
-def describe(url: str) -> str:
-    """The part of a URL that is safe to show: scheme and host, never path or query."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+@dataclass(frozen=True)
+class _Attempt:
+    """The request in flight on this thread, for the connections urllib3 opens or reuses."""
+
+    deadline: Deadline
+    allow_private: bool
+    service: str
+    where: str
 
 
-def _check_peer(sock: socket.socket, host: str) -> None:
-    reason = refusal_reason(sock.getpeername()[0])
-    if reason:
-        sock.close()
-        raise DestinationRefused(f"destination {host} refused: it is {reason}")
+_attempt: ContextVar[_Attempt] = ContextVar("pulse_http_attempt")
 
 
-class _GuardedHTTPConnection(HTTPConnection):
+class _BoundedConnectionMixin:
+    """Connections that resolve, check and connect within the attempt's deadline."""
+
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _check_peer(sock, self.host)
+        attempt = _attempt.get()
+        host = str(numeric_host(self._dns_host) or self._dns_host)
+
+        def check(address: str) -> None:
+            reason = refusal_reason(address, allow_private=attempt.allow_private)
+            if reason:
+                raise DestinationRefused(f"destination {self.host} refused: it is {reason}")
+
+        try:
+            sock = open_connection(host, self.port, attempt.deadline, check=check, socket_options=self.socket_options or ())
+        except OSError as exc:
+            raise _unreachable(exc, attempt) from None
+        self._pulse_deadline = attempt.deadline
         return sock
 
-
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _check_peer(sock, self.host)
-        return sock
-
-
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        # A kept-alive connection is watched by each attempt that reuses it.
+        deadline = _attempt.get().deadline
+        if self.sock is not None and getattr(self, "_pulse_deadline", None) is not deadline:
+            deadline.watch(self.sock)
+            self._pulse_deadline = deadline
+        super().request(*args, **kwargs)
 
 
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
+class _HTTPConnection(_BoundedConnectionMixin, HTTPConnection):
+    pass
 
 
-class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+class _HTTPSConnection(_BoundedConnectionMixin, HTTPSConnection):
+    pass
 
 
-_local = threading.local()
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
 
 
-def _session(guarded: bool) -> requests.Session:
-    # One keep-alive session per thread and mode: requests.Session is not thread-safe.
-    name = "guarded" if guarded else "open"
-    session = getattr(_local, name, None)
-    if session is None:
-        session = requests.Session()
-        session.trust_env = False
-        adapter = _GuardedAdapter() if guarded else HTTPAdapter()
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        setattr(_local, name, session)
-    return session
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
 
 
-def _check_resolved(host: str, port: int) -> None:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise TransientError(f"cannot resolve {host}: {exc.strerror}") from None
-    for info in infos:
-        reason = refusal_reason(info[4][0])
-        if reason:
-            raise DestinationRefused(f"destination {host} refused: it resolves to {reason}")
+_pools: dict[tuple[int, bool], urllib3.PoolManager] = {}
+
+
+def _pool(allow_private: bool) -> urllib3.PoolManager:
+    """The process's pool for a guard mode; a forked child makes its own."""
+    key = (os.getpid(), allow_private)
+    pool = _pools.get(key)
+    if pool is None:
+        pool = urllib3.PoolManager(num_pools=64, maxsize=CONNECTIONS_PER_HOST, block=False, retries=False)
+        pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        pool = _pools.setdefault(key, pool)
+    return pool
+
+
+def _unreachable(exc: OSError, attempt: _Attempt) -> DeliveryError:
+    if isinstance(exc, TimeoutError) or attempt.deadline.fired:
+        return _timed_out(attempt)
+    return TransientError(f"{attempt.service} at {attempt.where} unreachable: {_reason(exc)}")
+
+
+def _timed_out(attempt: _Attempt) -> TransientError:
+    return TransientError(f"{attempt.service} at {attempt.where} timed out after {attempt.deadline.seconds:g} s")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -192,22 +179,6 @@ def classify(status: int, headers: Mapping[str, str], body: str, service: str) -
     raise PermanentError(answer, status_code=status)
 
 
-REDACTED = "********"
-
-
-def webhook_url_field(value: str) -> str:
-    """Check a webhook URL a user gave: http(s), with a host; the URL itself is never echoed."""
-    value = value.strip()
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http"):
-        raise ValueError("must be an https:// URL (http:// is accepted for test receivers)")
-    if not parts.hostname:
-        raise ValueError("must name a host")
-    if any(character.isspace() for character in value):
-        raise ValueError("must not contain whitespace")
-    return value
-
-
 def url_secrets(url: str) -> tuple[str, ...]:
     """The spellings of a secret URL a receiver's answer might quote.
 
@@ -222,21 +193,50 @@ def url_secrets(url: str) -> tuple[str, ...]:
     return tuple(sorted({s for s in spellings if len(s) > 1}, key=len, reverse=True))
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret replaced by asterisks."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+class JsonPostSender(Sender):
+    """A channel type that POSTs one JSON message per notification: Slack, Teams, PagerDuty.
 
+    A subclass names its service and says what the message is; by default it goes to the
+    channel's `webhook_url`, the secret field whose path is the credential (every spelling of
+    it is kept out of errors), and any 2xx answer is a success. `send()` is the same for all.
+    """
 
-def _redacted_error(error: DeliveryError, secrets: tuple[str, ...]) -> DeliveryError:
-    message = redact(error.message, secrets)
-    if message == error.message:
-        return error
-    if isinstance(error, TransientError):
-        return TransientError(message, status_code=error.status_code, retry_after=error.retry_after)
-    return type(error)(message, status_code=error.status_code)
+    secret_fields: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    service: ClassVar[str]
+    content_type: ClassVar[str] = "application/json"
+
+    @property
+    def user_agent(self) -> str:
+        return f"Pulse-{self.service}/1.0"
+
+    def destination(self, config: Any, context: SendContext) -> str:
+        """Where the message goes."""
+        return config.webhook_url
+
+    def message(self, config: Any, notification: Notification) -> Any:
+        """The JSON body for one notification."""
+        raise NotImplementedError
+
+    def secrets(self, config: Any, url: str) -> Iterable[str]:
+        """What the answer or an error must never show."""
+        return url_secrets(url)
+
+    def check_answer(self, answer: HttpAnswer) -> None:
+        """Refine a 2xx answer (a service that reports errors in a 200 body); success by default."""
+
+    def send(self, config: Any, notification: Notification, context: SendContext) -> SendResult:
+        url = self.destination(config, context)
+        body = json.dumps(self.message(config, notification), separators=(",", ":"), default=str).encode("utf-8")
+        return send_http(
+            "POST",
+            url,
+            body=body,
+            headers={"Content-Type": self.content_type, "User-Agent": self.user_agent},
+            context=context,
+            service=self.service,
+            secrets=self.secrets(config, url),
+            success_check=self.check_answer,
+        )
 
 
 def send_http(
@@ -247,65 +247,96 @@ def send_http(
     headers: Mapping[str, str],
     context: SendContext,
     service: str,
-    success_check=None,
+    success_check: Callable[[HttpAnswer], None] | None = None,
     secrets: Iterable[str] = (),
 ) -> SendResult:
-    """One guarded HTTP request, classified, with `secrets` kept out of its error or detail.
+    """One guarded, bounded HTTP request, classified, with `secrets` kept out of its error
+    or detail.
 
-    `success_check(response)` may refine a 2xx (a service that reports errors in a 200 body).
+    `success_check(answer)` may refine a 2xx (a service that reports errors in a 200 body).
     """
     secrets = tuple(secrets)
     try:
-        result = _send(method, url, body, headers, context, service, success_check)
+        with Deadline(context.timeout) as deadline:
+            answer = _exchange(method, url, body, headers, context, service, deadline)
+        classify(answer.status, answer.headers, answer.text, service)
+        if success_check is not None:
+            success_check(answer)
     except DeliveryError as error:
-        raise _redacted_error(error, secrets) from None
-    if result.detail is None or not secrets:
-        return result
-    return SendResult(status_code=result.status_code, detail=redact(result.detail, secrets))
+        raise error.redacted(secrets) from None
+    return SendResult(status_code=answer.status, detail=redact(excerpt(answer.text, 120), secrets) or None)
 
 
-def _send(method, url, body, headers, context: SendContext, service: str, success_check) -> SendResult:
+def _exchange(method, url, body, headers, context: SendContext, service: str, deadline: Deadline) -> HttpAnswer:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PermanentError(f"{service}: not an http(s) URL")
-    where = describe(url)
-    guarded = not context.settings.allow_private_destinations
-    if guarded:
-        _check_resolved(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    allow_private = context.settings.allow_private_destinations
+    attempt = _Attempt(deadline, allow_private, service, describe(url))
+    token = _attempt.set(attempt)
     try:
-        response = _session(guarded).request(
+        response = _pool(allow_private).urlopen(
             method,
             url,
-            data=body,
-            headers=dict(headers),
-            timeout=context.timeout,
-            allow_redirects=False,
+            body=body,
+            # Receivers answer uncompressed: a compressed answer could expand beyond any cap.
+            headers={"Accept-Encoding": "identity", **headers},
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            timeout=urllib3.Timeout(connect=deadline.remaining(), read=deadline.remaining()),
         )
-    except DestinationRefused:
+        try:
+            data = response.read(MAX_RESPONSE_BYTES, decode_content=False)
+        finally:
+            if not response.closed:
+                # The rest of the answer stays unread: this connection cannot serve another request.
+                response.close()
+            response.release_conn()
+    except DeliveryError:
         raise
-    except requests.Timeout:
-        raise TransientError(f"{service} at {where} timed out after {context.timeout:g} s") from None
-    except requests.ConnectionError as exc:
-        cause = _root_os_error(exc)
-        if isinstance(cause, ssl.SSLError):
-            raise connection_error(cause, f"{service} at {where}", context.timeout) from None
-        raise TransientError(f"{service} at {where} unreachable: {_root_cause(exc)}") from None
-    except requests.RequestException as exc:
-        raise PermanentError(f"{service} request to {where} failed: {type(exc).__name__}") from None
-    text = response.text
-    classify(response.status_code, response.headers, text, service)
-    if success_check is not None:
-        success_check(response)
-    return SendResult(status_code=response.status_code, detail=excerpt(text, 120) or None)
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        raise _failure(exc, attempt) from None
+    except ValueError as exc:
+        # http.client refuses a header it cannot send (a line break in a value, say).
+        raise PermanentError(f"{service} request to {attempt.where} failed: {exc}") from None
+    finally:
+        _attempt.reset(token)
+    if deadline.fired:
+        raise _timed_out(attempt)
+    return HttpAnswer(response.status, response.headers, data.decode(_charset(response.headers), errors="replace"))
+
+
+def _failure(exc: BaseException, attempt: _Attempt) -> DeliveryError:
+    """The contract's error for a request that failed below HTTP."""
+    if attempt.deadline.fired or isinstance(exc, urllib3.exceptions.TimeoutError):
+        return _timed_out(attempt)
+    cause = _root_os_error(exc)
+    if isinstance(cause, ssl.SSLError):
+        return connection_error(cause, f"{attempt.service} at {attempt.where}", attempt.deadline.seconds)
+    if isinstance(cause, TimeoutError):
+        return _timed_out(attempt)
+    return TransientError(f"{attempt.service} at {attempt.where} unreachable: {_reason(cause or exc)}")
+
+
+def _charset(headers: Mapping[str, str]) -> str:
+    """The text encoding an answer declares, if Python knows it; UTF-8 otherwise."""
+    for parameter in headers.get("Content-Type", "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            try:
+                return codecs.lookup(value.strip().strip('"')).name
+            except LookupError:
+                break
+    return "utf-8"
 
 
 def _root_os_error(exc: BaseException | None) -> OSError | None:
-    # requests wraps urllib3's MaxRetryError, whose `reason` (or first argument) holds the
-    # socket or TLS error; older layers chain through __cause__ / __context__.
+    # urllib3 wraps the socket or TLS error in `reason`, its first argument, or the chain.
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException):
+        if isinstance(exc, OSError) and not isinstance(exc, urllib3.exceptions.HTTPError):
             return exc
         inner = getattr(exc, "reason", None)
         if not isinstance(inner, BaseException) and exc.args and isinstance(exc.args[0], BaseException):
@@ -314,11 +345,10 @@ def _root_os_error(exc: BaseException | None) -> OSError | None:
     return None
 
 
-def _root_cause(exc: BaseException) -> str:
-    # requests wraps urllib3 wraps OSError; the innermost says what happened, the URL does not.
-    while exc.__context__ is not None and exc.__context__ is not exc:
-        exc = exc.__context__
+def _reason(exc: BaseException) -> str:
+    """What happened, in words that name no URL."""
     if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    name = type(exc).__name__
-    return "connection refused" if "Refused" in name else name
+        return exc.strerror.lower()
+    if isinstance(exc, (http.client.RemoteDisconnected, urllib3.exceptions.ProtocolError)):
+        return "the connection was closed before an answer"
+    return type(exc).__name__

@@ -15,34 +15,17 @@ The client speaks MQTT 3.1.1, the version every broker supports. In 3.1.1 a brok
 to refuse one publish: one that is not authorised is acknowledged as usual or the connection
 closed (MQTT 3.1.1, [MQTT-3.3.5-2]), so "acknowledged" means "accepted by the broker".
 
-Connections are kept open and shared: one pool per worker process holds one client per broker
-and credentials, each with its own network thread (paho's `loop_start()`), and every thread
-of the process publishes on it. A connection that the broker closed is replaced on the next
-send; one unused for `idle_seconds` is closed. After `os.fork()` the child starts with an
-empty pool, since the parent's network threads do not exist in the child and its sockets
-belong to the parent.
+Connections are kept open and shared between the sends of a process: see
+`app.channels.mqtt_connections`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import json
-import logging
-import os
-import secrets
-import ssl
 import string
-import threading
-import time
-import weakref
-from contextlib import contextmanager
-from dataclasses import dataclass
-from itertools import count
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from app.channels.base import (
@@ -52,10 +35,14 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
-from app.channels.errors import DeliveryError, PermanentError, TransientError
-from app.channels.network import connection_error
+from app.channels.deadline import Deadline
+from app.channels.errors import PermanentError, TransientError
+from app.channels.mqtt_connections import BrokerKey, Connection, ConnectionPool, close_pool, default_pool
+from app.channels.network import Host
+from app.channels.trust import CaFile, CaPem
 
-log = logging.getLogger(__name__)
+# The pool and its shutdown hook are used from here by the worker and the tests.
+__all__ = ["ConnectionPool", "MqttConfig", "MqttSender", "close_pool", "render_topic"]
 
 TOPIC_FIELDS = ("tenant_id", "device_id", "alert_type")
 
@@ -69,21 +56,6 @@ MAX_TOPIC_BYTES = 65535
 # Characters of a filled-in value that would change the topic's structure (see the module
 # docstring); `%` is encoded too so that the encoding can be reversed.
 _ENCODED_CHARACTERS = {character: f"%{ord(character):02X}" for character in "%/+#$\x00"}
-
-KEEPALIVE_SECONDS = 30
-IDLE_SECONDS = 300.0
-
-# CONNACK refusals that the same settings will meet again: the credentials, the client's
-# permissions or the protocol. Other refusals (server unavailable, busy, quota) pass.
-_PERMANENT_REFUSALS = {
-    "Bad user name or password",
-    "Not authorized",
-    "Banned",
-    "Bad authentication method",
-    "Client identifier not valid",
-    "Unsupported protocol version",
-}
-
 
 def parse_topic_template(template: str) -> list[tuple[str, str | None]]:
     """The template as (literal text, placeholder name or None) pieces; ValueError if invalid."""
@@ -121,7 +93,7 @@ class MqttConfig(ChannelConfig):
     # A validation error's text would otherwise quote the input, the password included.
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    host: str = Field(min_length=1, max_length=253)
+    host: Host
     port: int = Field(default=1883, ge=1, le=65535)
     topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=1024)
     qos: Literal[0, 1, 2] = 1
@@ -130,24 +102,8 @@ class MqttConfig(ChannelConfig):
     password: str | None = Field(default=None, min_length=1, max_length=512)
     tls: bool = False
     verify_tls: bool = True
-    ca_file: str | None = Field(default=None, min_length=1, max_length=4096)
-
-    @field_validator("host")
-    @classmethod
-    def _plain_host(cls, host: str) -> str:
-        host = host.strip()
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        allowed = set(string.ascii_letters + string.digits + ".-_")
-        if ":" in host:
-            # Only an IPv6 address has colons; `broker:1883` is a host and a port.
-            try:
-                return str(ipaddress.IPv6Address(host))
-            except ValueError:
-                pass
-        elif host and all(character in allowed for character in host):
-            return host
-        raise ValueError("host must be a hostname or IP address, without scheme, port or path (e.g. broker.example.com)")
+    ca_pem: CaPem | None = None
+    ca_file: CaFile | None = None
 
     @field_validator("qos", mode="before")
     @classmethod
@@ -178,265 +134,12 @@ class MqttConfig(ChannelConfig):
         if self.password is not None and self.username is None:
             # MQTT 3.1.1 section 3.1.2.9: a password may only be sent with a user name.
             raise ValueError("password requires username")
-        if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file applies only when tls is true")
+        for name in ("ca_pem", "ca_file"):
+            if getattr(self, name) is not None and not self.tls:
+                raise ValueError(f"{name} applies only when tls is true")
+        if self.ca_pem is not None and self.ca_file is not None:
+            raise ValueError("set ca_pem or ca_file, not both")
         return self
-
-
-@dataclass(frozen=True)
-class BrokerKey:
-    """What makes two channels able to share one connection: broker, credentials and TLS.
-
-    The password is kept as a digest, so that a key shown in a log or a debugger reveals
-    nothing, while a changed password still gets a connection of its own.
-    """
-
-    host: str
-    port: int
-    username: str | None
-    password_digest: str | None
-    tls: bool
-    verify_tls: bool
-    ca_file: str | None
-
-    @classmethod
-    def of(cls, config: MqttConfig) -> "BrokerKey":
-        digest = None if config.password is None else hashlib.sha256(config.password.encode("utf-8")).hexdigest()
-        return cls(config.host, config.port, config.username, digest, config.tls, config.verify_tls, config.ca_file)
-
-    def describe(self) -> str:
-        """The broker as `host:port`, for messages."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def _tls_context(config: MqttConfig) -> ssl.SSLContext:
-    try:
-        context = ssl.create_default_context(cafile=config.ca_file)
-    except FileNotFoundError:
-        raise PermanentError(f"MQTT ca_file {config.ca_file} does not exist") from None
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-        raise PermanentError(f"MQTT ca_file {config.ca_file} cannot be loaded as PEM certificates: {reason}") from None
-    if not config.verify_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _stop(client: mqtt.Client, wait: bool = False) -> None:
-    # disconnect() queues DISCONNECT and makes the network thread end once it is written.
-    # Waiting for the thread (loop_stop) is only for an orderly close: on a half-open
-    # connection the write can stall until the keepalive gives up, and a send must not.
-    client.disconnect()
-    if wait:
-        client.loop_stop()
-
-
-class _Connection:
-    """One pooled broker connection: the client, and the lock that serialises (re)connecting."""
-
-    def __init__(self, key: BrokerKey):
-        self.key = key
-        self.lock = threading.Lock()
-        self.client: mqtt.Client | None = None
-        self.client_id: str | None = None
-        self.leases = 0
-        self.last_used = time.monotonic()
-
-    def connected_client(self, config: MqttConfig, deadline: float, new_client_id: Callable[[], str]) -> mqtt.Client:
-        """The connected client, connecting first if there is none or the broker dropped it."""
-        where = self.key.describe()
-        if not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise TransientError(f"MQTT broker {where}: timed out waiting for the connection another send is opening")
-        try:
-            if self.client is not None and self.client.is_connected():
-                return self.client
-            if self.client is not None:
-                log.info("MQTT connection %s to %s was closed; reconnecting", self.client_id, where)
-                _stop(self.client)
-                self.client = None
-            client_id = new_client_id()
-            self.client = _connect(config, self.key, deadline, client_id)
-            self.client_id = client_id
-            return self.client
-        finally:
-            self.lock.release()
-
-    def discard(self, client: mqtt.Client) -> None:
-        """Close `client` if it is still this connection's client, so the next send reconnects."""
-        with self.lock:
-            if self.client is client:
-                self.client = None
-                _stop(client)
-
-    def close(self) -> None:
-        """Disconnect from the broker and wait for the network thread to end."""
-        with self.lock:
-            if self.client is not None:
-                _stop(self.client, wait=True)
-                self.client = None
-
-
-def _connect_failure(exc: OSError, where: str, config: MqttConfig, timeout: float) -> DeliveryError:
-    """The error for a connection that failed before the broker could answer."""
-    # A plain listener resets a TLS handshake; the hint saves a look at the broker's log.
-    hint = "; is the port a TLS listener?" if config.tls else ""
-    return connection_error(
-        exc, f"MQTT broker {where}", timeout, trust_hint="set ca_file to the CA that issued it", hint=hint
-    )
-
-
-def _connect(config: MqttConfig, key: BrokerKey, deadline: float, client_id: str) -> mqtt.Client:
-    """A new client, connected and accepted by the broker (CONNACK), with its network thread."""
-    where = key.describe()
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=True,
-        # Pulse, not paho, decides when to reconnect: on the next send, with a new client,
-        # so that messages of a lost session are never re-sent behind the retry policy's back.
-        reconnect_on_failure=False,
-    )
-    client.connect_timeout = max(0.1, deadline - time.monotonic())
-    if config.username is not None:
-        client.username_pw_set(config.username, config.password)
-    if config.tls:
-        client.tls_set_context(_tls_context(config))
-        if not config.verify_tls:
-            # paho checks the host name itself unless the context does (paho client.py,
-            # _ssl_wrap_socket); with verification off it must skip that check too.
-            client.tls_insecure_set(True)
-
-    answered = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def on_connect(client, userdata, flags, reason_code, properties) -> None:
-        outcome.setdefault("connack", reason_code)
-        answered.set()
-
-    def on_disconnect(client, userdata, flags, reason_code, properties) -> None:
-        outcome.setdefault("closed", reason_code)
-        answered.set()
-
-    client.on_connect = on_connect
-    client.on_disconnect = on_disconnect
-    try:
-        client.connect(config.host, config.port, keepalive=KEEPALIVE_SECONDS)
-    except OSError as exc:
-        raise _connect_failure(exc, where, config, client.connect_timeout) from None
-
-    client.loop_start()
-    if not answered.wait(max(0.0, deadline - time.monotonic())):
-        _stop(client)
-        raise TransientError(f"MQTT broker {where} did not accept the connection in time (no CONNACK)")
-    connack = outcome.get("connack")
-    if connack is None:
-        _stop(client)
-        raise TransientError(f"MQTT broker {where} closed the connection before accepting it")
-    if connack.is_failure:
-        _stop(client)
-        refusal = f"MQTT broker {where} refused the connection: {connack}"
-        if config.username is not None:
-            refusal += f" (username {config.username!r})"
-        if str(connack) in _PERMANENT_REFUSALS:
-            raise PermanentError(refusal)
-        raise TransientError(refusal)
-    log.info("MQTT connection %s to %s opened", client_id, where)
-    return client
-
-
-_pools: "weakref.WeakSet[ConnectionPool]" = weakref.WeakSet()
-
-
-class ConnectionPool:
-    """The broker connections of one process, shared by all its threads."""
-
-    def __init__(self, idle_seconds: float = IDLE_SECONDS):
-        self.idle_seconds = idle_seconds
-        self._lock = threading.Lock()
-        self._connections: dict[BrokerKey, _Connection] = {}
-        self._new_process()
-        _pools.add(self)
-
-    def _new_process(self) -> None:
-        # Client ids must be unique on a broker (a second client with the same id takes over
-        # the session and the first is disconnected, MQTT 3.1.1 section 3.1.4), so they carry
-        # the process id, a random token of this process and a counter.
-        self._token = secrets.token_hex(4)
-        self._sequence = count(1)
-
-    def _client_id(self) -> str:
-        return f"pulse-{os.getpid()}-{next(self._sequence)}-{self._token}"
-
-    @contextmanager
-    def lease(self, config: MqttConfig, deadline: float) -> Iterator[tuple[_Connection, mqtt.Client]]:
-        """A connected client for `config`, held for one send."""
-        key = BrokerKey.of(config)
-        now = time.monotonic()
-        with self._lock:
-            idle = [
-                connection
-                for other, connection in self._connections.items()
-                if other != key and connection.leases == 0 and now - connection.last_used >= self.idle_seconds
-            ]
-            for connection in idle:
-                del self._connections[connection.key]
-            connection = self._connections.get(key)
-            if connection is None:
-                connection = self._connections[key] = _Connection(key)
-            connection.leases += 1
-        for stale in idle:
-            log.info("closing MQTT connection %s to %s: unused for %g s", stale.client_id, stale.key.describe(), self.idle_seconds)
-            stale.close()
-        try:
-            yield connection, connection.connected_client(config, deadline, self._client_id)
-        finally:
-            with self._lock:
-                connection.leases -= 1
-                connection.last_used = time.monotonic()
-
-    def clients(self) -> list[mqtt.Client]:
-        """The clients the pool holds now (connected or not), for inspection."""
-        with self._lock:
-            return [connection.client for connection in self._connections.values() if connection.client is not None]
-
-    def client_ids(self) -> list[str]:
-        """The MQTT client ids of the pool's clients, as the broker knows them."""
-        with self._lock:
-            return [connection.client_id for connection in self._connections.values() if connection.client is not None]
-
-    def close(self) -> None:
-        """Disconnect every connection (at worker shutdown, or at the end of a test)."""
-        with self._lock:
-            connections = list(self._connections.values())
-            self._connections.clear()
-        for connection in connections:
-            connection.close()
-
-    def _forget_after_fork(self) -> None:
-        # In the child the parent's network threads are gone and its sockets are shared with
-        # the parent: sending DISCONNECT on them would end the parent's sessions. The
-        # connections are dropped unclosed (a garbage-collected client only closes its copy
-        # of the socket) and the locks replaced, as another thread may have held one at fork.
-        self._lock = threading.Lock()
-        self._connections = {}
-        self._new_process()
-
-
-def _after_fork_in_child() -> None:
-    for pool in list(_pools):
-        pool._forget_after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-POOL = ConnectionPool()
-
-
-def close_pool() -> None:
-    """Disconnect the process-wide pool's connections, e.g. at worker process shutdown."""
-    POOL.close()
 
 
 class MqttSender(Sender):
@@ -447,21 +150,25 @@ class MqttSender(Sender):
     secret_fields = ("password",)
 
     def __init__(self, pool: ConnectionPool | None = None):
-        self.pool = pool if pool is not None else POOL
+        self._pool = pool
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The pool this sender publishes through: its own, or the process-wide one."""
+        return self._pool if self._pool is not None else default_pool()
 
     def send(self, config: MqttConfig, notification: Notification, context: SendContext) -> SendResult:
-        deadline = time.monotonic() + context.timeout
         topic = render_topic(config.topic, notification.payload)
         if not topic or len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
             raise PermanentError(f"MQTT topic is empty or longer than {MAX_TOPIC_BYTES} bytes once filled in")
         body = json.dumps(notification.payload, separators=(",", ":"), default=str).encode("utf-8")
         where = BrokerKey.of(config).describe()
-        with self.pool.lease(config, deadline) as (connection, client):
+        with Deadline(context.timeout) as deadline, self.pool.lease(config, context.settings, deadline) as (connection, client):
             try:
                 message = client.publish(topic, body, qos=config.qos, retain=config.retain)
             except ValueError as exc:
                 raise PermanentError(f"MQTT broker {where}: cannot publish to {topic}: {exc}") from None
-            self._wait_until_published(message, client, connection, deadline, where, context.timeout)
+            self._wait_until_published(message, client, connection, deadline, where)
         if config.qos == 0:
             detail = f"written to {where} on {topic} (QoS 0, which the broker does not acknowledge)"
         else:
@@ -472,19 +179,18 @@ class MqttSender(Sender):
     def _wait_until_published(
         message: mqtt.MQTTMessageInfo,
         client: mqtt.Client,
-        connection: _Connection,
-        deadline: float,
+        connection: Connection,
+        deadline: Deadline,
         where: str,
-        timeout: float,
     ) -> None:
         try:
             while not message.is_published():
-                remaining = deadline - time.monotonic()
+                remaining = deadline.remaining()
                 if remaining <= 0:
                     # A connection that lost an acknowledgement may be half-open: the next
                     # send should not trust it.
                     connection.discard(client)
-                    raise TransientError(f"MQTT broker {where} did not acknowledge the message within {timeout:g} s")
+                    raise TransientError(f"MQTT broker {where} did not acknowledge the message within {deadline.seconds:g} s")
                 if not client.is_connected():
                     raise TransientError(f"MQTT broker {where} closed the connection before acknowledging the message")
                 # Short waits, so that a connection lost meanwhile is noticed at once.

@@ -12,7 +12,6 @@ and the shared classifier quotes the answer); 429 and 5xx are worth retrying.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
@@ -21,12 +20,11 @@ from app.channels.base import (
     ChannelConfig,
     Notification,
     SendContext,
-    Sender,
-    SendResult,
 )
 from app.channels.errors import PermanentError
 from app.channels.formatting import headline
-from app.channels.http import send_http
+from app.channels.http import JsonPostSender
+from app.severity import severity_label
 from app.status import Event
 
 EVENT_ACTIONS = {Event.OPEN: "trigger", Event.ACKNOWLEDGED: "acknowledge", Event.CLOSED: "resolve", Event.TEST: "trigger"}
@@ -36,15 +34,13 @@ EVENT_ACTIONS = {Event.OPEN: "trigger", Event.ACKNOWLEDGED: "acknowledge", Event
 SUMMARY_LIMIT = 1024
 
 
+# PagerDuty's four event severities for Pulse's four levels (DESIGN §7).
+PAGERDUTY_SEVERITIES = {"CRITICAL": "critical", "HIGH": "error", "MEDIUM": "warning", "LOW": "info"}
+
+
 def pagerduty_severity(severity: int) -> str:
     """Pulse severity 0..5 as one of PagerDuty's four: critical, error, warning, info."""
-    if severity >= 4:
-        return "critical"
-    if severity == 3:
-        return "error"
-    if severity == 2:
-        return "warning"
-    return "info"
+    return PAGERDUTY_SEVERITIES[severity_label(severity)]
 
 
 def dedup_key(notification: Notification) -> str:
@@ -117,22 +113,19 @@ class PagerDutyConfig(ChannelConfig):
         return value
 
 
-class PagerDutySender(Sender):
+class PagerDutySender(JsonPostSender):
     """Send one Events API v2 event to PagerDuty."""
 
     channel_type = "pagerduty"
     config_model = PagerDutyConfig
     secret_fields = ("integration_key",)
+    service = "PagerDuty"
 
-    def send(self, config: PagerDutyConfig, notification: Notification, context: SendContext) -> SendResult:
-        event = pagerduty_event(config.integration_key, notification)
-        body = json.dumps(event, separators=(",", ":"), default=str).encode("utf-8")
-        return send_http(
-            "POST",
-            context.settings.pagerduty_events_url,
-            secrets=[config.integration_key],
-            body=body,
-            headers={"Content-Type": "application/json", "User-Agent": "Pulse-PagerDuty/1.0"},
-            context=context,
-            service="PagerDuty",
-        )
+    def destination(self, config: PagerDutyConfig, context: SendContext) -> str:
+        return context.settings.pagerduty_events_url
+
+    def message(self, config: PagerDutyConfig, notification: Notification) -> dict[str, Any]:
+        return pagerduty_event(config.integration_key, notification)
+
+    def secrets(self, config: PagerDutyConfig, url: str) -> list[str]:
+        return [config.integration_key]

@@ -10,23 +10,20 @@ already reports as permanent with the code in the message. Slack's 429 carries
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
-import requests
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict
 
 from app.channels.base import (
     ChannelConfig,
     Notification,
-    SendContext,
-    Sender,
-    SendResult,
 )
+from app.channels.destinations import DestinationUrl
 from app.channels.errors import PermanentError
 from app.channels.formatting import EVENT_WORDS, headline
-from app.channels.http import send_http, url_secrets, webhook_url_field
+from app.channels.http import HttpAnswer, JsonPostSender
+from app.severity import level_of
 from app.status import Event
 
 # Slack's documented error bodies of incoming webhooks
@@ -53,8 +50,6 @@ SLACK_ERROR_CODES = frozenset(
     }
 )
 
-# The seeds' palette: red for critical, orange for high, blue for the rest.
-SEVERITY_COLOURS = ((4, "#e94560"), (3, "#ff9800"), (0, "#2196f3"))
 
 def escape(text: Any) -> str:
     """Slack's control characters escaped, so alert text cannot form links or @-mentions.
@@ -65,8 +60,8 @@ def escape(text: Any) -> str:
 
 
 def severity_colour(severity: int) -> str:
-    """The attachment colour of a severity 0..5."""
-    return next(colour for floor, colour in SEVERITY_COLOURS if severity >= floor)
+    """The attachment colour of a severity 0..5: the colour of its level."""
+    return level_of(severity).colour
 
 
 def _epoch(timestamp: str | None) -> int | None:
@@ -102,11 +97,11 @@ def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
     return {"text": escape(headline(payload)), "attachments": [attachment]}
 
 
-def check_slack_answer(response: requests.Response) -> None:
+def check_slack_answer(answer: HttpAnswer) -> None:
     """A 2xx whose body is one of Slack's error codes is a permanent failure."""
-    code = response.text.strip()
+    code = answer.text.strip()
     if code in SLACK_ERROR_CODES:
-        raise PermanentError(f"Slack answered {response.status_code}: {code}", status_code=response.status_code)
+        raise PermanentError(f"Slack answered {answer.status}: {code}", status_code=answer.status)
 
 
 class SlackConfig(ChannelConfig):
@@ -115,30 +110,19 @@ class SlackConfig(ChannelConfig):
     # The webhook URL is the credential: keep it out of validation messages too.
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    webhook_url: str = Field(max_length=2048)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _check_webhook_url(cls, value: str) -> str:
-        return webhook_url_field(value)
+    webhook_url: DestinationUrl
 
 
-class SlackSender(Sender):
+class SlackSender(JsonPostSender):
     """Post an incoming-webhook message to Slack."""
 
     channel_type = "slack"
     config_model = SlackConfig
-    secret_fields = ("webhook_url",)
+    service = "Slack"
+    content_type = "application/json; charset=utf-8"
 
-    def send(self, config: SlackConfig, notification: Notification, context: SendContext) -> SendResult:
-        body = json.dumps(slack_message(notification.payload), separators=(",", ":"), default=str).encode("utf-8")
-        return send_http(
-            "POST",
-            config.webhook_url,
-            secrets=url_secrets(config.webhook_url),
-            body=body,
-            headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "Pulse-Slack/1.0"},
-            context=context,
-            service="Slack",
-            success_check=check_slack_answer,
-        )
+    def message(self, config: SlackConfig, notification: Notification) -> dict[str, Any]:
+        return slack_message(notification.payload)
+
+    def check_answer(self, answer: HttpAnswer) -> None:
+        check_slack_answer(answer)

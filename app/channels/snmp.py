@@ -8,41 +8,25 @@ requires. `mibs/PULSE-ALERT-MIB.txt` describes them under the default prefix
 `oid_prefix`). A trap is unconfirmed UDP: success means the datagram was handed to the
 network, not that a receiver accepted it.
 
-pysnmp 7 is asyncio-only, and an `SnmpEngine` is slow to build and bound to the event loop
-it was made on. Each OS thread (a Celery worker thread, or the native thread the web process
-runs blocking sends in) therefore keeps one event loop and a few engines, one per SNMP engine
-id, and `send()` runs one coroutine to completion on that loop. Under gevent, call it from a
-native thread (gevent's threadpool), never from a greenlet: asyncio allows one running loop per
-OS thread, and greenlets share theirs.
+pysnmp 7 is asyncio-only: `send()` runs one coroutine to completion on its thread's own
+event loop and engine (`app.channels.snmp_engines`).
 
 SNMPv3 traps are sent by Pulse as the authoritative engine, so the receiver must be told
 Pulse's engine id (Net-SNMP: `createUser -e 0x<engine_id> <username> ...`). `v3.engine_id`
 defaults to `DEFAULT_ENGINE_ID`. Several threads, processes and hosts send as that one engine,
 and a receiver drops messages whose engine boots or time run backwards (RFC 3414 §3.2.7;
 Net-SNMP's snmptrapd does so silently), so every engine reports boots 1 and the seconds since
-`ENGINE_TIME_EPOCH` as its engine time, which all senders with synchronised clocks agree on.
+a fixed epoch as its engine time, which all senders with synchronised clocks agree on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import re
 import socket
-import threading
-import weakref
-from collections import OrderedDict
 from typing import Any, Literal
 
-# pysnmp and cryptography import these on first use. Imported here, once, they are never
-# imported by the first sends of several threads at the same time: under gevent
-# monkey-patching the import lock is a gevent lock, and such concurrent imports deadlock.
-import cryptography.hazmat.backends.openssl  # noqa: F401
-import pysnmp.cache  # noqa: F401
-import pysnmp.smi.exval  # noqa: F401
-import pysnmp.smi.mibs  # noqa: F401
-import pysnmp.smi.mibs.instances  # noqa: F401
 from pydantic import Field, field_validator, model_validator
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
@@ -50,7 +34,6 @@ from pysnmp.hlapi.v3arch.asyncio import (
     ContextData,
     NotificationType,
     ObjectIdentity,
-    SnmpEngine,
     Udp6TransportTarget,
     UdpTransportTarget,
     UsmUserData,
@@ -64,21 +47,18 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmHMACSHAAuthProtocol,
 )
 from pysnmp.proto.rfc1902 import Integer32, OctetString
-from pysnmp.proto.rfc3412 import MsgAndPduDispatcher
-from pysnmp.smi.builder import MibBuilder
-from pysnmp.smi.instrum import MibInstrumController
 
 from app.channels.base import ChannelConfig, Notification, SendContext, Sender, SendResult
-from app.channels.errors import PermanentError, TransientError
+from app.channels.deadline import Deadline
+from app.channels.errors import PermanentError, TransientError, redact
+from app.channels.network import Host, resolve
+from app.channels.snmp_engines import engine_for, thread_resources
 
 DEFAULT_OID_PREFIX = "1.3.6.1.4.1.99999"
 
 # RFC 3411 SnmpEngineID format 4 (text) under enterprise 99999: 80 01 86 9f, 04, "pulse".
 DEFAULT_ENGINE_ID = "8001869f0470756c7365"
 
-# 2024-01-01T00:00:00Z. Engine time counts from here; it stays below its RFC 3414 maximum
-# (2^31 - 1 seconds) until 2092.
-ENGINE_TIME_EPOCH = 1704067200
 
 AUTH_PROTOCOLS = {
     "MD5": usmHMACMD5AuthProtocol,
@@ -105,8 +85,6 @@ PROTOCOL_SPELLINGS = {"SHA1": "SHA", "AES128": "AES"}
 TEXT_LIMIT = 255
 MESSAGE_LIMIT = 1024
 
-# Engines kept per thread: each holds about 1 MB of MIB data.
-ENGINES_PER_THREAD = 16
 
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _HEX = re.compile(r"^[0-9a-f]*$")
@@ -172,29 +150,12 @@ class SnmpV3Config(ChannelConfig):
 class SnmpConfig(ChannelConfig):
     """Where traps go and how they are secured: `community` for 2c, `v3` for version 3."""
 
-    host: str = Field(min_length=1, max_length=253)
+    host: Host
     port: int = Field(default=162, ge=1, le=65535)
     version: Literal["2c", "3"] = "2c"
     community: str | None = Field(default=None, min_length=1, max_length=255)
     oid_prefix: str = DEFAULT_OID_PREFIX
     v3: SnmpV3Config | None = None
-
-    @field_validator("host", mode="before")
-    @classmethod
-    def _host(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        host = value.strip()
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        if not host or any(character.isspace() or character in "/@?#[]" for character in host):
-            raise ValueError("host must be a host name or an IP address, without scheme, port or path")
-        if ":" in host:
-            try:
-                ipaddress.IPv6Address(host.split("%", 1)[0])
-            except ValueError:
-                raise ValueError("host must not include a port: set port separately") from None
-        return host
 
     @field_validator("version", mode="before")
     @classmethod
@@ -272,16 +233,14 @@ class _ResolvedUdp6Target(Udp6TransportTarget):
 _TargetType = type[_ResolvedUdpTarget] | type[_ResolvedUdp6Target]
 
 
-def _resolve(host: str, port: int) -> tuple[_TargetType, tuple]:
+def _resolve(host: str, port: int, deadline: Deadline) -> tuple[_TargetType, tuple]:
     """pysnmp's transport type and the address to send to; TransientError if unresolvable."""
+    infos = resolve(host, port, deadline, kind=socket.SOCK_DGRAM, what=f"SNMP host {host}")
     # IPv4 first, as SNMP managers conventionally listen there ("localhost" may list ::1 first).
     for family, target_type in ((socket.AF_INET, _ResolvedUdpTarget), (socket.AF_INET6, _ResolvedUdp6Target)):
-        try:
-            infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-        except (socket.gaierror, UnicodeError):
-            continue
-        if infos:
-            return target_type, infos[0][4]
+        for info in infos:
+            if info[0] == family:
+                return target_type, info[4]
     raise TransientError(f"cannot resolve SNMP host {host}")
 
 
@@ -298,81 +257,6 @@ def _check_route(target_type: type, address: tuple, destination: str) -> None:
             ) from None
         except OSError as exc:
             raise TransientError(f"no route to SNMP host {destination}: {exc.strerror or exc}") from None
-
-
-class _ThreadResources:
-    """One thread's event loop and its engines, most recently used last."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.engines: OrderedDict[str, SnmpEngine] = OrderedDict()
-        # Closed when the thread ends and its thread-local storage is released. Not at exit:
-        # then the finalizer runs in the main thread, and another thread's loop must not run
-        # there (under gevent its selector belongs to that thread's hub).
-        finalizer = weakref.finalize(self, _close, self.loop, self.engines, threading.get_ident())
-        finalizer.atexit = False
-
-
-def _close(loop: asyncio.AbstractEventLoop, engines: OrderedDict[str, SnmpEngine], owner: int) -> None:
-    if threading.get_ident() != owner or loop.is_closed() or loop.is_running():
-        return
-    for engine in engines.values():
-        engine.close_dispatcher()
-    engines.clear()
-    if not _loop_running_in_this_thread():
-        # One more turn of the loop lets the cancelled timer tasks and closed sockets finish.
-        loop.run_until_complete(asyncio.sleep(0))
-    loop.close()
-
-
-def _loop_running_in_this_thread() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-_local = threading.local()
-
-
-def _resources() -> _ThreadResources:
-    """This thread's loop and engines, made on first use."""
-    resources = getattr(_local, "resources", None)
-    if resources is None:
-        resources = _local.resources = _ThreadResources()
-    return resources
-
-
-class _BundledMibBuilder(MibBuilder):
-    """The MIBs pysnmp ships, without the optional `pysnmp_mibs` package."""
-
-    # MibBuilder tries to import `pysnmp_mibs` for every engine. Pulse does not install it, and
-    # under gevent monkey-patching the first sends of several threads, each making an engine,
-    # deadlock on the import lock that attempt takes.
-    DEFAULT_MISC_MIBS = ""
-
-
-def _engine(engine_id: str) -> SnmpEngine:
-    """This thread's engine for an engine id; call inside the thread's running loop."""
-    engines = _resources().engines
-    engine = engines.get(engine_id)
-    if engine is not None:
-        engines.move_to_end(engine_id)
-        return engine
-    dispatcher = MsgAndPduDispatcher(MibInstrumController(_BundledMibBuilder()))
-    engine = SnmpEngine(snmpEngineID=OctetString(hexValue=engine_id), msgAndPduDsp=dispatcher)
-    boots, engine_time = engine.get_mib_builder().import_symbols(
-        "__SNMP-FRAMEWORK-MIB", "snmpEngineBoots", "snmpEngineTime"
-    )
-    boots.syntax = boots.syntax.clone(1)
-    # pysnmp reports snmpEngineTime as now minus this value (its engine start, by default).
-    engine_time.syntax = engine_time.syntax.clone(ENGINE_TIME_EPOCH)
-    engines[engine_id] = engine
-    while len(engines) > ENGINES_PER_THREAD:
-        _, evicted = engines.popitem(last=False)
-        evicted.close_dispatcher()
-    return engine
 
 
 def _target_tag(*parts: Any) -> str:
@@ -407,7 +291,7 @@ async def _send_trap(
     trap_oid: str,
     varbinds: list[tuple[str, Any]],
 ) -> Any:
-    engine = _engine(engine_id)
+    engine = engine_for(engine_id)
     # A trap is never answered, so the target's timeout and retries are never used.
     target = await target_type.create(address, timeout=1, retries=0, tagList=tag)
     notification = NotificationType(ObjectIdentity(trap_oid)).add_varbinds(*varbinds)
@@ -417,14 +301,11 @@ async def _send_trap(
     return error_indication
 
 
-def _redact(text: str, config: SnmpConfig) -> str:
-    secrets = [config.community]
-    if config.v3 is not None:
-        secrets += [config.v3.auth_key, config.v3.priv_key]
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
-    return text
+def _secrets(config: SnmpConfig) -> list[str | None]:
+    """The values of the channel's secret fields, to keep out of error texts."""
+    if config.v3 is None:
+        return [config.community]
+    return [config.community, config.v3.auth_key, config.v3.priv_key]
 
 
 class SnmpSender(Sender):
@@ -440,18 +321,28 @@ class SnmpSender(Sender):
             varbinds = trap_varbinds(config.oid_prefix, notification.payload)
         except (TypeError, ValueError) as exc:
             raise PermanentError(f"cannot build the SNMP trap: {exc}") from None
-        target_type, address = _resolve(config.host, config.port)
-        _check_route(target_type, address, destination)
-        engine_id, credentials, tag = _credentials(config, address)
-        trap = _send_trap(engine_id, credentials, tag, target_type, address, f"{config.oid_prefix}.0.1", varbinds)
+        with Deadline(context.timeout) as deadline:
+            target_type, address = _resolve(config.host, config.port, deadline)
+            _check_route(target_type, address, destination)
+            engine_id, credentials, tag = _credentials(config, address)
+            error_indication = self._run(
+                _send_trap(engine_id, credentials, tag, target_type, address, f"{config.oid_prefix}.0.1", varbinds),
+                config,
+                destination,
+                deadline,
+            )
+        if error_indication:
+            raise TransientError(redact(f"SNMP trap to {destination} failed: {error_indication}", _secrets(config)))
+        return SendResult(detail=f"SNMPv{config.version} trap sent to {destination} (unconfirmed UDP)")
+
+    @staticmethod
+    def _run(trap: Any, config: SnmpConfig, destination: str, deadline: Deadline) -> Any:
+        """The trap coroutine, run on this thread's loop for the time that remains."""
         try:
-            error_indication = _resources().loop.run_until_complete(asyncio.wait_for(trap, context.timeout))
+            return thread_resources().loop.run_until_complete(asyncio.wait_for(trap, deadline.remaining()))
         except asyncio.TimeoutError:
-            raise TransientError(f"SNMP trap to {destination} timed out after {context.timeout:g} s") from None
+            raise TransientError(f"SNMP trap to {destination} timed out after {deadline.seconds:g} s") from None
         except PySnmpError as exc:
-            raise TransientError(_redact(f"SNMP trap to {destination} failed: {exc}", config)) from None
+            raise TransientError(redact(f"SNMP trap to {destination} failed: {exc}", _secrets(config))) from None
         except OSError as exc:
             raise TransientError(f"SNMP trap to {destination} failed: {exc.strerror or exc}") from None
-        if error_indication:
-            raise TransientError(_redact(f"SNMP trap to {destination} failed: {error_indication}", config))
-        return SendResult(detail=f"SNMPv{config.version} trap sent to {destination} (unconfirmed UDP)")

@@ -15,29 +15,20 @@ the status it reports, so a throttled post is retried and a refused card is not.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
-import requests
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, field_validator
 
 from app.channels.base import (
     ChannelConfig,
     Notification,
-    SendContext,
-    Sender,
-    SendResult,
 )
+from app.channels.destinations import DestinationUrl
 from app.channels.errors import TransientError
 from app.channels.formatting import EVENT_WORDS, headline
-from app.channels.http import (
-    classify,
-    excerpt,
-    send_http,
-    url_secrets,
-    webhook_url_field,
-)
+from app.channels.http import HttpAnswer, JsonPostSender, classify, excerpt
+from app.severity import level_of
 from app.status import Event
 
 ADAPTIVE_CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -45,17 +36,22 @@ ADAPTIVE_CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 # 1.4 is the newest version every Teams client renders (Teams mobile lags behind desktop on 1.5).
 ADAPTIVE_CARD_VERSION = "1.4"
 
-# The seeds' palette, as hex for MessageCard themeColor and as the nearest Adaptive Card
-# TextBlock colour: red for critical, orange for high, the rest calm.
-SEVERITY_THEME_COLOURS = ((4, "e94560"), (3, "ff9800"), (0, "2196f3"))
-SEVERITY_TEXT_COLOURS = ((4, "Attention"), (3, "Warning"), (0, "Good"))
+# The Adaptive Card TextBlock colour nearest to each colour of the severity palette
+# (https://adaptivecards.io/explorer/TextBlock.html): red, orange, and the calm blue.
+TEXT_COLOURS = {"#e94560": "Attention", "#ff9800": "Warning", "#2196f3": "Good"}
 
 CONNECTOR_FAILURE = "Webhook message delivery failed"
 _REPORTED_STATUS = re.compile(r"Microsoft Teams endpoint returned HTTP error (\d{3})")
 
 
-def _by_severity(table: tuple[tuple[int, str], ...], severity: int) -> str:
-    return next(value for floor, value in table if severity >= floor)
+def theme_colour(severity: int) -> str:
+    """A MessageCard `themeColor`: the level's colour as bare hex."""
+    return level_of(severity).colour.removeprefix("#")
+
+
+def text_colour(severity: int) -> str:
+    """An Adaptive Card TextBlock colour for the level's colour."""
+    return TEXT_COLOURS.get(level_of(severity).colour, "Default")
 
 
 def _facts(payload: dict[str, Any]) -> list[tuple[str, str]]:
@@ -86,7 +82,7 @@ def adaptive_card_message(payload: dict[str, Any]) -> dict[str, Any]:
                 "text": headline(payload),
                 "size": "Medium",
                 "weight": "Bolder",
-                "color": _by_severity(SEVERITY_TEXT_COLOURS, severity),
+                "color": text_colour(severity),
                 "wrap": True,
             },
             {"type": "TextBlock", "text": str(payload.get("message") or ""), "wrap": True},
@@ -105,7 +101,7 @@ def message_card(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "@type": "MessageCard",
         "@context": "http://schema.org/extensions",
-        "themeColor": _by_severity(SEVERITY_THEME_COLOURS, severity),
+        "themeColor": theme_colour(severity),
         "summary": headline(payload),
         "sections": [
             {
@@ -117,16 +113,16 @@ def message_card(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_teams_answer(response: requests.Response) -> None:
+def check_teams_answer(answer: HttpAnswer) -> None:
     """A connector's 200 that reports a refused delivery fails by the status it reports."""
-    body = response.text.strip()
+    body = answer.text.strip()
     if not body.startswith(CONNECTOR_FAILURE):
         return
     reported = _REPORTED_STATUS.search(body)
     if reported is None:
         # "Error contacting Microsoft Teams endpoint": Teams was unreachable from the connector.
-        raise TransientError(f"Teams answered {response.status_code}: {excerpt(body)}", status_code=response.status_code)
-    classify(int(reported.group(1)), response.headers, body, f"Teams (inside a {response.status_code} answer)")
+        raise TransientError(f"Teams answered {answer.status}: {excerpt(body)}", status_code=answer.status)
+    classify(int(reported.group(1)), answer.headers, body, f"Teams (inside a {answer.status} answer)")
 
 
 class TeamsConfig(ChannelConfig):
@@ -135,13 +131,9 @@ class TeamsConfig(ChannelConfig):
     # The webhook URL is the credential: keep it out of validation messages too.
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    webhook_url: str = Field(max_length=2048)
+    webhook_url: DestinationUrl
     format: Literal["adaptive", "messagecard"] = "adaptive"
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _check_webhook_url(cls, value: str) -> str:
-        return webhook_url_field(value)
 
     @field_validator("format", mode="before")
     @classmethod
@@ -149,23 +141,16 @@ class TeamsConfig(ChannelConfig):
         return value.lower() if isinstance(value, str) else value
 
 
-class TeamsSender(Sender):
+class TeamsSender(JsonPostSender):
     """Post an Adaptive Card (or a MessageCard) to a Teams webhook."""
 
     channel_type = "teams"
     config_model = TeamsConfig
-    secret_fields = ("webhook_url",)
+    service = "Teams"
 
-    def send(self, config: TeamsConfig, notification: Notification, context: SendContext) -> SendResult:
+    def message(self, config: TeamsConfig, notification: Notification) -> dict[str, Any]:
         build = adaptive_card_message if config.format == "adaptive" else message_card
-        body = json.dumps(build(notification.payload), separators=(",", ":"), default=str).encode("utf-8")
-        return send_http(
-            "POST",
-            config.webhook_url,
-            secrets=url_secrets(config.webhook_url),
-            body=body,
-            headers={"Content-Type": "application/json", "User-Agent": "Pulse-Teams/1.0"},
-            context=context,
-            service="Teams",
-            success_check=check_teams_answer,
-        )
+        return build(notification.payload)
+
+    def check_answer(self, answer: HttpAnswer) -> None:
+        check_teams_answer(answer)

@@ -5,17 +5,25 @@ Every request carries `webhook-id` (the job id, the same on every retry) and
 HMAC-SHA256 of the body keyed with the secret's UTF-8 bytes (the format of Pulse's seeds),
 and `webhook-signature` per the Standard Webhooks specification (`v1,<base64>` over
 `id.timestamp.body`; a `whsec_` secret is base64-decoded, any other is used as UTF-8 bytes).
+
+Extra headers come in two kinds, sent alike: `headers`, shown in every answer, and
+`secret_headers` (`Authorization` and the like), whose values are write-only, answered as the
+mask, and kept out of every error and log line even when a receiver echoes them back. A header
+set to null in an update is removed (as in a JSON merge patch).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import re
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 from standardwebhooks import Webhook
 
 from app.channels.base import (
@@ -25,6 +33,7 @@ from app.channels.base import (
     Sender,
     SendResult,
 )
+from app.channels.destinations import DestinationUrl
 from app.channels.http import send_http
 
 # Headers Pulse sets itself; a channel's extra headers may not override them.
@@ -39,15 +48,45 @@ RESERVED_HEADERS = {
 }
 
 
-class WebhookConfig(ChannelConfig):
-    """Where and how to send: URL, method, extra headers, and the signing secret."""
+# RFC 9110 §5.1: a field name is a token; a value has no line break or other control character.
+_FIELD_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+MAX_HEADERS = 50
+MAX_HEADER_VALUE = 4096
 
-    # The secret must not come back in a validation message either.
+
+def _checked_headers(headers: dict[str, str | None]) -> dict[str, str]:
+    """Headers a channel may add: valid names and values, none that Pulse sets itself.
+
+    A null value is a header removed by an update. Values are never quoted in a message:
+    they may be credentials.
+    """
+    kept = {name: value for name, value in headers.items() if value is not None}
+    if len(kept) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers")
+    for name, value in kept.items():
+        if not _FIELD_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid header name")
+        if len(value) > MAX_HEADER_VALUE or any((c < " " and c != "\t") or c == "\x7f" for c in value):
+            raise ValueError(f"the value of {name} holds a line break or another control character, or is too long")
+    clash = sorted(name for name in kept if name.lower() in RESERVED_HEADERS)
+    if clash:
+        raise ValueError(f"headers set by Pulse cannot be overridden: {', '.join(clash)}")
+    return kept
+
+
+Headers = Annotated[dict[str, str | None], AfterValidator(_checked_headers)]
+
+
+class WebhookConfig(ChannelConfig):
+    """Where and how to send: URL, method, extra headers (public and secret), and the signing secret."""
+
+    # The secrets must not come back in a validation message either.
     model_config = ConfigDict(hide_input_in_errors=True)
 
-    url: str = Field(pattern=r"^https?://[^\s/]+", max_length=2048)
+    url: DestinationUrl
     method: Literal["POST", "PUT"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
+    secret_headers: Headers = Field(default_factory=dict)
     secret: str | None = Field(default=None, min_length=1, max_length=512)
 
     @field_validator("method", mode="before")
@@ -55,13 +94,28 @@ class WebhookConfig(ChannelConfig):
     def _upper(cls, value):
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("headers")
-    @classmethod
-    def _no_reserved_headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        clash = sorted(name for name in headers if name.lower() in RESERVED_HEADERS)
-        if clash:
-            raise ValueError(f"headers set by Pulse cannot be overridden: {', '.join(clash)}")
-        return headers
+    @model_validator(mode="after")
+    def _one_kind_per_header(self) -> WebhookConfig:
+        public = {name.lower() for name in self.headers}
+        both = sorted(name for name in self.secret_headers if name.lower() in public)
+        if both:
+            raise ValueError(f"a header is either in headers or in secret_headers, not both: {', '.join(both)}")
+        return self
+
+
+def credential_spellings(value: str) -> tuple[str, ...]:
+    """The forms of a secret header value a receiver's answer might quote: the whole value,
+    each long word of it (the token after `Bearer`), and the decoded `user:password` of
+    `Basic` credentials with its password."""
+    spellings = {value, *(word for word in value.split() if len(word) >= 8)}
+    scheme, _, credentials = value.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        spellings.update({decoded, decoded.partition(":")[2]})
+    return tuple(spelling for spelling in spellings if len(spelling) > 1)
 
 
 def signing_key(secret: str) -> bytes:
@@ -84,13 +138,20 @@ class WebhookSender(Sender):
 
     channel_type = "webhook"
     config_model = WebhookConfig
-    secret_fields = ("secret",)
+    secret_fields = ("secret", "secret_headers.*")
+
+    @staticmethod
+    def secrets_of(config: WebhookConfig) -> tuple[str, ...]:
+        """Every spelling of the channel's secrets that an error text must never show."""
+        spellings = [spelling for value in config.secret_headers.values() for spelling in credential_spellings(value)]
+        return (config.secret, *spellings) if config.secret else tuple(spellings)
 
     def send(self, config: WebhookConfig, notification: Notification, context: SendContext) -> SendResult:
         body = json.dumps(notification.payload, separators=(",", ":"), default=str).encode("utf-8")
         now = datetime.now(timezone.utc)
         headers = {
             **config.headers,
+            **config.secret_headers,
             "Content-Type": "application/json",
             "User-Agent": "Pulse-Webhooks/1.0",
             "webhook-id": notification.message_id,
@@ -105,5 +166,5 @@ class WebhookSender(Sender):
             headers=headers,
             context=context,
             service="webhook receiver",
-            secrets=(config.secret,) if config.secret else (),
+            secrets=self.secrets_of(config),
         )
