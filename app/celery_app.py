@@ -14,6 +14,7 @@ import threading
 
 from celery import Celery
 
+from app import broker
 from app.config import Settings
 from app.services import Services
 
@@ -27,6 +28,7 @@ class PulseCelery(Celery):
     """A Celery application that knows Pulse's settings and the services built from them."""
 
     def __init__(self, settings: Settings | None = None, *, services: Services | None = None, **options):
+        broker.install()
         super().__init__("pulse", set_as_current=False, **options)
         self._pulse_settings = settings
         self._services = services

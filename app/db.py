@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from contextlib import contextmanager
 from datetime import timezone
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import DateTime, create_engine, event, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -62,6 +63,32 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def work(self, tenant_id: str) -> Iterator[Session | Work]:
+        """A unit of work for the delivery path: statements compiled once, run on the driver.
+
+        On PostgreSQL it is a transaction on one pooled connection whose statements skip
+        SQLAlchemy's per-execution work (cache keys, result processing), with the tenant's
+        scope set by the first statement itself; elsewhere it is a plain session.
+        """
+        if not self.is_postgres:
+            with self.session(tenant_id) as session:
+                yield session
+            return
+        connection = self.engine.raw_connection()
+        try:
+            work = Work(connection, tenant_id or SYSTEM_SCOPE)
+            yield work
+            connection.commit()
+        except BaseException:
+            try:
+                connection.rollback()
+            except Exception:  # the connection is gone; the pool replaces it
+                connection.invalidate()
+            raise
+        finally:
+            connection.close()
+
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
         with self.engine.connect() as connection:
@@ -80,7 +107,9 @@ def _set_tenant_scope(session: Session, _transaction, connection) -> None:
     )
 
 
-def is_postgres(session: Session) -> bool:
+def is_postgres(session: Session | Work) -> bool:
+    if isinstance(session, Work):
+        return True
     return session.get_bind().dialect.name == "postgresql"
 
 
@@ -116,6 +145,9 @@ class DbNow(ColumnElement):
 
     type = UtcDateTime()
     inherit_cache = True
+    # Nothing varies between two of them: one cache key, so statements holding it are
+    # compiled once (without it SQLAlchemy compiles every execution anew).
+    _traverse_internals: list = []
 
 
 class DbAfter(ColumnElement):
@@ -166,3 +198,79 @@ def db_now(session: Session | None = None) -> ColumnElement:
 def db_after(session: Session | None, seconds: float | ColumnElement) -> ColumnElement:
     """`seconds` from now on the database's clock (see DbAfter)."""
     return DbAfter(seconds)
+
+
+_COMPILED: dict[int, tuple[str, dict[str, Any], dict[str, Any], Any]] = {}
+_DIALECT = postgresql.psycopg2.dialect()
+
+
+def _compiled(statement) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
+    """`statement`'s SQL for psycopg2, its constant parameters, bind processors and row type.
+
+    Compiled once per statement object: the delivery path's statements are module constants,
+    and their only expanding parameters are constant lists (of statuses), expanded here.
+    """
+    found = _COMPILED.get(id(statement))
+    if found is None:
+        compiled = statement.compile(dialect=_DIALECT)
+        expanded = compiled._process_parameters_for_postcompile(compiled.construct_params(_check=False), _populate_self=False)
+        names = [column.key for column in getattr(statement, "selected_columns", ())] or [
+            column.key for column in getattr(statement, "_returning", ())
+        ]
+        row_type = namedtuple("Row", names, rename=True) if names else None
+        found = _COMPILED[id(statement)] = (expanded.statement, dict(expanded.parameters), compiled._bind_processors, row_type)
+        # Keep the statement alive with its id.
+        _KEEP.append(statement)
+    return found
+
+
+_KEEP: list = []
+
+
+class RawResult:
+    """Rows of one statement run by `Work`, with the attribute access SQLAlchemy rows have."""
+
+    def __init__(self, rows: list, rowcount: int):
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def first(self):
+        return self._rows[0] if self._rows else None
+
+    def scalar(self):
+        return self._rows[0][0] if self._rows else None
+
+    def all(self) -> list:
+        return list(self._rows)
+
+    def __iter__(self):
+        return iter(self._rows)
+
+
+class Work:
+    """One PostgreSQL transaction of the delivery path (see `Database.work`)."""
+
+    is_postgres = True
+
+    def __init__(self, connection, tenant_id: str):
+        self._connection = connection
+        self._scope: str | None = tenant_id
+
+    def run(self, statement, params: dict[str, Any]) -> RawResult:
+        sql, constants, processors, row_type = _compiled(statement)
+        values = {**constants, **params}
+        for name, process in processors.items():
+            if name in values:
+                values[name] = process(values[name])
+        if self._scope is not None:
+            # The transaction's scope travels with its first statement: one round trip.
+            sql = "SELECT set_config('app.tenant_id', %(_scope)s, true); " + sql
+            values["_scope"] = self._scope
+            self._scope = None
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(sql, values)
+            rows = [row_type(*row) for row in cursor.fetchall()] if cursor.description and row_type else []
+            return RawResult(rows, cursor.rowcount)
+        finally:
+            cursor.close()

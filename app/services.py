@@ -17,6 +17,7 @@ import redis
 from app.config import Settings
 from app.db import Database
 from app.delivery.admission import ChannelAdmission
+from app.delivery.metrics import DeliveryMetrics
 from app.delivery.outbox import OutcomeOutbox
 from app.delivery.policy import claim_lease
 from app.delivery.service import ChannelConfigs, Deliveries
@@ -77,7 +78,13 @@ class Services:
             self.dispatcher,
             OutcomeOutbox(self.redis),
             ChannelConfigs(self.box),
+            self.delivery_metrics,
         )
+
+    @cached_property
+    def delivery_metrics(self) -> DeliveryMetrics:
+        """What a worker counts of its attempts and serves on WORKER_METRICS_PORT."""
+        return DeliveryMetrics(self.admission)
 
     @cached_property
     def watermarks(self) -> Watermarks:

@@ -47,13 +47,20 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def webhook_deliveries(path: str, headers, body: bytes) -> list[tuple[str, dict]]:
+    """What one request to the sink delivered: Pulse's webhook, keyed by its `webhook-id`."""
+    return [(headers.get("webhook-id") or uuid.uuid4().hex, json.loads(body or b"{}"))]
+
+
 class Sink:
     """An HTTP receiver on loopback that records every delivery: arrival time, id, payload.
 
-    `delay_for(path)` may hold the answer to requests of some paths (a slow receiver).
+    `delay_for(path)` may hold the answer to requests of some paths (a slow receiver);
+    `deliveries(path, headers, body)` says what a request delivered, as (key, payload) pairs
+    whose payload has `triggered_at` (Pulse's webhook by default).
     """
 
-    def __init__(self, delay_for: Callable[[str], float] | None = None):
+    def __init__(self, delay_for: Callable[[str], float] | None = None, deliveries=webhook_deliveries):
         self.arrivals: dict[str, tuple[float, dict, str]] = {}
         self.received = 0
         self.duplicates = 0
@@ -66,13 +73,14 @@ class Sink:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 now = time.time()
-                key = self.headers.get("webhook-id") or uuid.uuid4().hex
                 with sink.lock:
-                    sink.received += 1
-                    if key in sink.arrivals:
-                        sink.duplicates += 1
-                    else:
-                        sink.arrivals[key] = (now, json.loads(body or b"{}"), self.path)
+                    for key, payload in deliveries(self.path, self.headers, body):
+                        key = f"{self.path} {key}"
+                        sink.received += 1
+                        if key in sink.arrivals:
+                            sink.duplicates += 1
+                        else:
+                            sink.arrivals[key] = (now, payload, self.path)
                 delay = delay_for(self.path) if delay_for else 0.0
                 if delay:
                     time.sleep(delay)

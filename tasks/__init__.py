@@ -7,7 +7,7 @@ when Celery first needs them, not at import.
 
 from __future__ import annotations
 
-from celery.signals import setup_logging, worker_process_shutdown, worker_shutdown
+from celery.signals import setup_logging, worker_process_shutdown, worker_ready, worker_shutdown
 
 from app.celery_app import make_celery
 from app.logs import configure_logging
@@ -22,6 +22,11 @@ from tasks import delivery, maintenance  # noqa: E402,F401  (registers the tasks
 def _configure_logging(loglevel=None, **_kwargs) -> None:
     # Connected, this replaces Celery's own logging set-up: one format for every process.
     configure_logging(celery.settings.log_format, loglevel or "INFO")
+
+
+@worker_ready.connect
+def _serve_metrics(**_kwargs) -> None:
+    celery.services.delivery_metrics.serve(celery.settings.worker_metrics_port)
 
 
 @worker_process_shutdown.connect

@@ -59,6 +59,8 @@ def pytest_configure(config):
             # The processes' logs are read by people debugging a failure (test_logging
             # checks the JSON lines of production).
             "PULSE_LOG_FORMAT": "text",
+            # Many workers run at once here: only the metrics test gives one a port.
+            "WORKER_METRICS_PORT": "0",
         }
     )
 

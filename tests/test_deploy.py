@@ -68,3 +68,30 @@ def test_the_celery_command_line_uses_pulses_broker_not_celerys_default(tmp_path
     assert "transport:redis" in report.stdout
     assert "/run/pulse-test/redis.sock" in report.stdout
     assert "amqp" not in report.stdout
+
+
+def test_the_grafana_dashboard_plots_metrics_pulse_exposes(client, app):
+    """Every metric the dashboard queries is one the web process or a worker serves."""
+    import json
+
+    from prometheus_client import generate_latest
+
+    from app.delivery.metrics import DeliveryMetrics
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(pulse_[a-z_]+)", target["expr"])
+    }
+    web = client.get("/metrics").get_data(as_text=True)
+    worker = generate_latest(DeliveryMetrics(app.extensions["pulse"].admission).registry).decode()
+    # Declared families, with or without samples yet, and the series names they expose.
+    suffixes = {"counter": ("",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    exposed = {
+        name + suffix
+        for name, kind in re.findall(r"^# TYPE (pulse_[a-z_]+) (\w+)", web + "\n" + worker, re.MULTILINE)
+        for suffix in suffixes.get(kind, ("",))
+    }
+    assert queried and queried <= exposed, queried - exposed

@@ -32,7 +32,7 @@ from sqlalchemy import Boolean, Float, and_, bindparam, case, exists, func, sele
 from sqlalchemy.orm import Session
 
 from app.config import DeliverySettings
-from app.db import DbAfter, DbNow, insert_for, is_postgres
+from app.db import DbAfter, DbNow, Work, insert_for, is_postgres
 from app.delivery.policy import SCHEDULE_TOLERANCE, claim_lease
 from app.delivery.records import AttemptRecord
 from app.models import (
@@ -122,7 +122,7 @@ _WAITING_UNQUEUED = and_(
 
 def _feeding(candidates, *, clear_hold: bool = False):
     """Mark the chosen jobs as having a message out; their messages go after the commit."""
-    values: dict[str, Any] = {"enqueued_at": DbNow()}
+    values: dict[str, Any] = {"enqueued_at": DbNow(), "updated_at": DbNow()}
     if clear_hold:
         values["hold"] = None
     return (
@@ -182,7 +182,7 @@ _CONSUMED_WITHOUT_CLAIM = (
         JOBS.c.enqueued_at.is_not(None),
         JOBS.c.next_attempt_at <= DbAfter(bindparam("p_tolerance")),
     )
-    .values(enqueued_at=None)
+    .values(enqueued_at=None, updated_at=DbNow())
     .returning(JOBS.c.tenant_id, JOBS.c.queue)
 )
 
@@ -296,20 +296,24 @@ _RELEASE_SUCCESSOR = _feeding(
 _RELEASE_CIRCUIT_HOLDS = (
     update(JOBS)
     .where(JOBS.c.channel_id == bindparam("p_channel_id"), JOBS.c.hold == HOLD_CIRCUIT_OPEN)
-    .values(hold=HOLD_CHANNEL_BUSY, next_attempt_at=DbNow())
+    .values(hold=HOLD_CHANNEL_BUSY, next_attempt_at=DbNow(), updated_at=DbNow())
 )
 _HAS_HELD = select(exists().where(JOBS.c.channel_id == bindparam("p_channel_id"), JOBS.c.hold.is_not(None)))
 _UNMARK = (
     update(JOBS)
     .where(JOBS.c.job_id.in_(bindparam("p_job_ids", expanding=True)), JOBS.c.status.in_(WAITING))
-    .values(enqueued_at=None)
+    .values(enqueued_at=None, updated_at=DbNow())
 )
 
 
-def _run(session: Session, statement, **params):
-    # Core statements on the session's connection: no ORM bookkeeping on the hot path. The
-    # statements' parameters are named p_<name> (a column's own name is reserved in UPDATE).
-    return session.connection().execute(statement, {f"p_{name}": value for name, value in params.items()})
+def _run(session: Session | Work, statement, **params):
+    # Core statements, on the driver in a Work (see Database.work), else on the session's
+    # connection: no ORM bookkeeping on the hot path. The statements' parameters are named
+    # p_<name> (a column's own name is reserved in UPDATE).
+    values = {f"p_{name}": value for name, value in params.items()}
+    if isinstance(session, Work):
+        return session.run(statement, values)
+    return session.connection().execute(statement, values)
 
 
 def _targets(result) -> list[Target]:
@@ -462,7 +466,7 @@ _LOG_STATEMENTS: dict[str, Any] = {}
 
 
 def _log_attempt(session: Session, record: AttemptRecord, error: str | None) -> None:
-    dialect = session.get_bind().dialect.name
+    dialect = "postgresql" if is_postgres(session) else "sqlite"
     if dialect not in _LOG_STATEMENTS:
         _LOG_STATEMENTS[dialect] = _log_statement(insert_for(session))
     _run(

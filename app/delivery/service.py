@@ -32,6 +32,7 @@ from app.delivery.jobs import (
     record_outcome,
     release_circuit_holds,
 )
+from app.delivery.metrics import DeliveryMetrics
 from app.delivery.outbox import OutcomeOutbox
 from app.delivery.policy import attempts_left, by_eta_message, retry_delay
 from app.delivery.records import AttemptFailed, AttemptRecord, RetryableAttemptFailed
@@ -89,7 +90,9 @@ class Deliveries:
         dispatcher: Dispatcher,
         outbox: OutcomeOutbox,
         configs: ChannelConfigs,
+        metrics: DeliveryMetrics | None = None,
     ):
+        self.metrics = metrics
         self.db = db
         self.settings = settings
         self.admission = admission
@@ -107,7 +110,7 @@ class Deliveries:
         """
         # The job's tenant is not known before it is read: the claim is the delivery
         # worker's own cross-tenant step (it names the job by its id).
-        with self.db.session(SYSTEM_SCOPE) as session:
+        with self.db.work(SYSTEM_SCOPE) as session:
             claimed = claim(session, job_id, self.settings)
             if claimed is None:
                 freed = consumed_without_claim(session, job_id)
@@ -158,6 +161,7 @@ class Deliveries:
         if failure is None:
             record = self._record(claimed, channel_type, True, duration_ms, result.status_code, result.detail)
             self._release(claimed, outcomes.SUCCESS, None)
+            self._observe(record)
             return record
 
         transient = isinstance(failure, TransientError)
@@ -185,6 +189,7 @@ class Deliveries:
             counts_for_circuit=circuit != outcomes.NEUTRAL,
         )
         self._release(claimed, circuit, detail)
+        self._observe(record)
         log.info(
             "attempt %s of job %s failed%s: %s",
             claimed.attempt,
@@ -195,6 +200,10 @@ class Deliveries:
         )
         error = RetryableAttemptFailed(record) if retry_in is not None else AttemptFailed(record)
         raise error from cause
+
+    def _observe(self, record: AttemptRecord) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(record)
 
     @staticmethod
     def _record(claimed: ClaimedJob, channel_type, success, duration_ms, status_code, detail, **extra) -> AttemptRecord:
@@ -232,7 +241,7 @@ class Deliveries:
         """The channel cannot take the attempt now: the job waits, its attempt unspent."""
         busy = verdict.verdict == "busy"
         reason = HOLD_CHANNEL_BUSY if busy else HOLD_CIRCUIT_OPEN
-        with self.db.session(claimed.tenant_id) as session:
+        with self.db.work(claimed.tenant_id) as session:
             hold(session, claimed, reason, 0.0 if busy else verdict.wait_seconds)
         if busy:
             # A slot may have freed between the verdict and the hold, and its holder found
@@ -251,7 +260,7 @@ class Deliveries:
             free = min(free, at_most)
         if not free:
             return 0
-        with self.db.session(tenant_id) as session:
+        with self.db.work(tenant_id) as session:
             to_send = feed_channel(session, channel_id, free, self.settings)
         return self.dispatcher.send(to_send)
 
@@ -302,7 +311,7 @@ class Deliveries:
         self.outbox.discard(record.job_id, record.attempt)
 
     def _write(self, record: AttemptRecord) -> None:
-        with self.db.session(record.tenant_id) as session:
+        with self.db.work(record.tenant_id) as session:
             recorded = record_outcome(session, record)
             to_send = list(recorded.to_send)
             held = recorded.channel_held
