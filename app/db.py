@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from sqlalchemy import DateTime, create_engine, event, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -75,16 +76,24 @@ class Database:
             with self.session(tenant_id) as session:
                 yield session
             return
-        connection = self.engine.raw_connection()
+        # The driver's errors are raised as SQLAlchemy's (OperationalError, IntegrityError...),
+        # as on every other path, so callers catch one family whichever path ran.
+        driver_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            connection = self.engine.raw_connection()
+        except driver_error as error:
+            raise DBAPIError.instance(None, None, error, driver_error) from error
         try:
             work = Work(connection, tenant_id or SYSTEM_SCOPE)
             yield work
             connection.commit()
-        except BaseException:
+        except BaseException as error:
             try:
                 connection.rollback()
             except Exception:  # the connection is gone; the pool replaces it
                 connection.invalidate()
+            if isinstance(error, driver_error):
+                raise DBAPIError.instance(None, None, error, driver_error) from error
             raise
         finally:
             connection.close()

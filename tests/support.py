@@ -338,7 +338,7 @@ def settings_with(env: dict[str, str]):
 
 
 class PrivateStack:
-    """The API and its own worker (and beat) on a broker database nothing else in the suite uses.
+    """The API and its own worker (and beat) on a Redis database nothing else in the suite uses.
 
     Tests that change what a worker does (its settings, killing it) run their jobs here, so
     the session's worker never takes one of them, and theirs never take the session's. The
@@ -350,7 +350,9 @@ class PrivateStack:
 
         base = os.environ["PULSE_TEST_REDIS_URL"].rsplit("/", 1)[0]
         self.broker_url = f"{base}/{broker_db}"
-        self.env = {"CELERY_BROKER_URL": self.broker_url, **(env or {})}
+        # Its Redis state (circuits, bulkheads, tenant feeds) is private too: another test's
+        # open circuit is not this stack's.
+        self.env = {"CELERY_BROKER_URL": self.broker_url, "REDIS_URL": self.broker_url, **(env or {})}
         self.flush_broker()
         self.app = create_app(settings_with(self.env), test_config={"TESTING": True})
         self.client = self.app.test_client()
