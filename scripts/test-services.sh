@@ -14,6 +14,8 @@ command -v smilint >/dev/null 2>&1 || need_packages+=(smitools)
 command -v mosquitto_passwd >/dev/null 2>&1 || need_packages+=(mosquitto)
 # The console tests drive Debian's Chromium with Playwright (never a browser download).
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
+# The benchmark test runs Alertmanager side by side with Pulse.
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_packages+=(prometheus-alertmanager)
 # The IETF base MIB modules (SNMPv2-SMI, ...) that the MIB check needs: Debian's snmp packages
 # leave them out for licence reasons, and in Debian main they come with erlang-snmp.
 ls /usr/lib/erlang/lib/snmp-*/mibs/SNMPv2-SMI.mib >/dev/null 2>&1 || need_packages+=(erlang-snmp)
@@ -64,4 +66,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
-echo "services ready: PostgreSQL, Redis, Mosquitto, snmptrapd, Chromium"
+echo "services ready: PostgreSQL, Redis, Mosquitto, snmptrapd, Chromium, Alertmanager"
