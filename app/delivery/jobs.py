@@ -18,6 +18,10 @@ still holds the claim changes the job; a late outcome is logged against its own 
 Every function here runs in the caller's transaction; the messages of the jobs it returns are
 sent after the commit.
 
+The module is longer than most (about 600 lines) because the statements of one queue belong
+together: each claim, feed and release is written against the same predicates (`_not_blocked`,
+`_fresh`, `_feeding`), and splitting them would put those far from their users.
+
 The statements of the delivery path are built once, at import, from the tables (SQLAlchemy
 Core with bound parameters): building them per call cost more CPU than running them. Times
 compare with the database's clock (`DbNow`, `DbAfter`).
