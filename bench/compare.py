@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
+from celery import Celery
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -119,25 +120,22 @@ def run_bare(alerts: int, receivers: int, concurrency: int) -> Run:
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        from bench.bare_celery import app as bare
-
-        bare.conf.broker_url = redis.url
+        # A client app of this run's own: its connection pool is bound to this run's broker.
+        bare = Celery("bare-client", broker=redis.url)
         time.sleep(3)
         before = cpu_seconds(worker.pid)
-        local = threading.local()
 
         def publish(number: int) -> None:
-            producer = getattr(local, "producer", None)
-            if producer is None:
-                producer = local.producer = bare.producer_pool.acquire(block=True)
             sent_at = datetime.now(timezone.utc).isoformat()
-            for receiver in range(receivers):
-                payload = {**payload_for(number), "id": f"{number}-{receiver}", "triggered_at": sent_at}
-                bare.send_task("bare.deliver", args=[f"{sink.url}/r{receiver}", payload], queue="bare", producer=producer)
+            with bare.producer_or_acquire() as producer:
+                for receiver in range(receivers):
+                    payload = {**payload_for(number), "id": f"{number}-{receiver}", "triggered_at": sent_at}
+                    bare.send_task("bare.deliver", args=[f"{sink.url}/r{receiver}", payload], queue="bare", producer=producer)
 
         started = time.time()
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(publish, range(alerts)))
+        bare.close()
         wait_for_receipts(sink, run.expected, timeout=300)
         run.finish(sink, started)
         run.worker_cpu_ms_per_delivery = (cpu_seconds(worker.pid) - before) * 1000 / max(run.received, 1)
