@@ -210,7 +210,7 @@ def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: st
     )
 
 
-def _event_id(session: Session, alert: Alert, event_type: str, escalation_step: int, now: datetime) -> int:
+def store_event(session: Session, alert: Alert, event_type: str, escalation_step: int, now: datetime) -> int:
     """The stored event (and its one payload), inserted on first use."""
     insert = insert_for(session)
     event_id = session.execute(
@@ -221,7 +221,7 @@ def _event_id(session: Session, alert: Alert, event_type: str, escalation_step: 
             event_type=event_type,
             escalation_step=escalation_step,
             # The stored payload leaves job_id out: each job adds its own when it is sent.
-            payload=notification_payload(alert, event_type, None),
+            payload=notification_payload(alert, event_type, None, escalation_step),
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["tenant_id", "alert_id", "event_type", "escalation_step"])
@@ -352,7 +352,7 @@ def create_jobs(
     if not decisions:
         return []
     queue = queue_for(alert.severity)
-    event_id = _event_id(session, alert, event_type, 0, now)
+    event_id = store_event(session, alert, event_type, 0, now)
     values = []
     for decision in decisions:
         rule = decision.rule

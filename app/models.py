@@ -37,6 +37,8 @@ NAMING_CONVENTION = {
 # BIGINT identity on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
+# A JSON column whose None is SQL NULL (not JSON null), so `IS NULL` finds it.
+NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -145,7 +147,7 @@ class RoutingRule(Base):
     priority: Mapped[int] = mapped_column(Integer, default=100)
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # Escalation steps `[{after_seconds, channel_ids}]` (app.escalation), or null.
-    escalation: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
+    escalation: Mapped[list[dict[str, Any]] | None] = mapped_column(NullableJson)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -36,18 +36,17 @@ def explain(body: ExplainRequest):
             tags=effective_tags(device.tags if device else None, alert.details),
         )
         decisions = route_event(session, tenant_id(), facts, body.event_type, utcnow(), enabled_only=False)
-        session.rollback()
-    return Explanation(
-        event_type=body.event_type,
-        rules=[
-            RuleExplained(
-                rule_id=d.rule.rule_id,
-                channel_id=d.rule.channel_id,
-                outcome=d.outcome,
-                failed=list(d.failed),
-                silence_id=d.silence_id or None,
-            )
-            for d in decisions
-        ],
-        channels=[d.rule.channel_id for d in decisions if d.outcome == SEND],
-    )
+        return Explanation(
+            event_type=body.event_type,
+            rules=[
+                RuleExplained(
+                    rule_id=d.rule.rule_id,
+                    channel_id=d.rule.channel_id,
+                    outcome=d.outcome,
+                    failed=list(d.failed),
+                    silence_id=d.silence_id or None,
+                )
+                for d in decisions
+            ],
+            channels=[d.rule.channel_id for d in decisions if d.outcome == SEND],
+        )
