@@ -230,6 +230,7 @@ def release_ended(session: Session, now: datetime, only_silence: Silence | None 
         other = silence_for(others, alert_facts(session, alert), job.channel_id, now)
         if other is not None:
             job.silence_id = other
+            job.last_error = f"suppressed by silence {other}"
             outcome.reassigned += 1
             continue
         outcome.released.append(job.job_id)

@@ -34,6 +34,9 @@ def _view(silence: Silence) -> SilenceView:
 
 
 def _checked(silence: Silence) -> None:
+    if silence.recurrence:
+        # RFC 5545 times have whole seconds (dateutil drops the rest): so does the window's anchor.
+        silence.starts_at = silence.starts_at.replace(microsecond=0)
     try:
         silences.check(silence.starts_at, silence.ends_at, silence.recurrence)
     except silences.InvalidSilence as exc:
