@@ -233,3 +233,36 @@ def test_an_ended_silence_leaves_a_job_to_another_silence_that_still_holds(api, 
     assert receiver.at() == []
     [job] = deliveries(api, owner)
     assert job["status"] == "SUPPRESSED"
+
+
+# The live feed -------------------------------------------------------------------------------
+
+
+def test_silence_changes_reach_live_subscribers_of_their_tenant_only(stack, owner):
+    import requests
+
+    from tests.webserver import WebServer
+
+    web = WebServer("silences", {"CELERY_BROKER_URL": stack.broker_url})
+    web.start()
+    try:
+        other = stack.tenant()
+        watcher, bystander = web.connect(owner.admin_token), web.connect(other.admin_token)
+        watcher.subscribe_alerts()
+        bystander.subscribe_alerts()
+        url = web.url + "/api/v2/silences"
+        created = requests.post(url, json={"name": "live", "ends_at": soon(600)}, headers=owner.admin, timeout=10).json()
+        message, _ = watcher.receive_until(lambda m: m["type"] == "silences")
+        assert (message["action"], message["silence"]["silence_id"], message["silence"]["active"]) == ("created", created["silence_id"], True)
+        requests.delete(f"{url}/{created['silence_id']}", headers=owner.admin, timeout=10)
+        message, _ = watcher.receive_until(lambda m: m["type"] == "silences")
+        assert (message["action"], message["silence"]["silence_id"]) == ("deleted", created["silence_id"])
+        # Published after the other tenant's changes: had those reached it, they would come first.
+        requests.post(url, json={"name": "theirs", "ends_at": soon(600)}, headers=other.admin, timeout=10)
+        message, skipped = bystander.receive_until(lambda m: m["type"] == "silences")
+        assert message["silence"]["name"] == "theirs"
+        assert [m for m in skipped if m["type"] == "silences"] == []
+        watcher.close()
+        bystander.close()
+    finally:
+        web.stop()
