@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, exists, select, text
 from sqlalchemy.orm import Session
 
+from app import silences
 from app.config import DeliverySettings
 from app.db import db_now, insert_for
 from app.delivery.jobs import feed_tenant
@@ -29,7 +30,6 @@ from app.models import (
     utcnow,
 )
 from app.payload import notification_payload
-from app import silences
 from app.routing import JOB_OUTCOMES, SUPPRESSED, THROTTLED, AlertFacts, RuleDecision, decide, effective_tags
 from app.severity import queue_for
 from app.status import ACTIVE_ALERT_STATUSES, UNSENT_JOB_STATUSES, UNSETTLED_JOB_STATUSES, AlertStatus, Event, JobStatus

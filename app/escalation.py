@@ -55,8 +55,8 @@ class Escalated:
 
 def escalate_due(session: Session, now: datetime) -> Escalated:
     """Create the ESCALATED jobs that are due at `now`, across tenants, in the caller's transaction."""
-    rows = session.execute(
-        select(NotificationJob.alert_id, NotificationJob.released_at, RoutingRule.escalation, Alert.triggered_at)
+    candidates = (
+        select(NotificationJob.job_id, NotificationJob.alert_id, NotificationJob.released_at, RoutingRule.escalation, Alert.triggered_at)
         .join(Alert, Alert.alert_id == NotificationJob.alert_id)
         .join(RoutingRule, RoutingRule.rule_id == NotificationJob.rule_id)
         .where(
@@ -67,9 +67,18 @@ def escalate_due(session: Session, now: datetime) -> Escalated:
             RoutingRule.escalation.is_not(None),
             RoutingRule.is_enabled.is_(True),
         )
-        .order_by(NotificationJob.alert_id)
+        .order_by(NotificationJob.job_id)
         .limit(BATCH)
-    ).all()
+    )
+    # Every open alert with escalation steps is looked at on each pass, a batch at a time.
+    rows: list = []
+    after = 0
+    while True:
+        batch = session.execute(candidates.where(NotificationJob.job_id > after)).all()
+        rows += batch
+        if len(batch) < BATCH:
+            break
+        after = batch[-1].job_id
     wanted: dict[int, dict[int, set[int]]] = {}
     for row in rows:
         for due in due_steps(row.escalation, row.released_at or row.triggered_at, now):

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dateutil.rrule import DAILY, HOURLY, rrule, rrulestr
+from dateutil.rrule import HOURLY, rrule, rrulestr
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
@@ -37,8 +37,8 @@ RRULE_TEXT = re.compile(r"^(RRULE:)?[A-Z]+=[^;\s]+(;[A-Z]+=[^;\s]+)*$")
 # would keep dateutil searching for an occurrence for ages.
 SLOWEST_FREQUENCY = HOURLY
 MAX_DURATION_SECONDS = 31 * 86400
-# How far back a window's occurrences are looked for (longer than any occurrence lasts).
-LOOKBACK = timedelta(seconds=MAX_DURATION_SECONDS + 86400)
+# Jobs released per pass; the next pass (one sweep interval later) takes the rest.
+BATCH = 1000
 
 
 class InvalidSilence(ValueError):
@@ -203,23 +203,31 @@ def release_ended(session: Session, now: datetime, only_silence: Silence | None 
     """
     from app.alerts import alert_facts  # the alert's facts, read as dispatch reads them
 
-    stmt = (
+    if only_silence is not None:
+        ended = [only_silence]
+    else:
+        # The silences that still have jobs to release, and of those the ones that ended.
+        holding_jobs = select(NotificationJob.silence_id).where(
+            NotificationJob.status == JobStatus.SUPPRESSED, NotificationJob.silence_id.is_not(None)
+        )
+        ended = [s for s in session.scalars(select(Silence).where(Silence.silence_id.in_(holding_jobs.distinct()))) if not holds(s, now)]
+    if not ended:
+        return Released(released=[])
+    rows = session.execute(
         select(NotificationJob, Alert, Silence)
         .join(Alert, Alert.alert_id == NotificationJob.alert_id)
         .join(Silence, Silence.silence_id == NotificationJob.silence_id)
-        .where(NotificationJob.status == JobStatus.SUPPRESSED, NotificationJob.silence_id.is_not(None))
+        .where(
+            NotificationJob.status == JobStatus.SUPPRESSED,
+            NotificationJob.silence_id.in_([s.silence_id for s in ended]),
+        )
         .order_by(NotificationJob.job_id)
-        .limit(1000)
-    )
-    if only_silence is not None:
-        stmt = stmt.where(NotificationJob.silence_id == only_silence.silence_id)
-    rows = session.execute(stmt).all()
+        .limit(BATCH)
+    ).all()
     outcome = Released(released=[])
     forget: list[int] = []
     tenants: dict[str, list[Silence]] = {}
     for job, alert, silence in rows:
-        if only_silence is None and holds(silence, now):
-            continue
         if alert.status != AlertStatus.OPEN or job.event_type != Event.OPEN or not silence.notify_on_end:
             forget.append(job.job_id)
             outcome.kept += 1
