@@ -56,7 +56,14 @@ class Escalated:
 def escalate_due(session: Session, now: datetime) -> Escalated:
     """Create the ESCALATED jobs that are due at `now`, across tenants, in the caller's transaction."""
     candidates = (
-        select(NotificationJob.job_id, NotificationJob.alert_id, NotificationJob.released_at, RoutingRule.escalation, Alert.triggered_at)
+        select(
+            NotificationJob.job_id,
+            NotificationJob.alert_id,
+            NotificationJob.released_at,
+            RoutingRule.rule_id,
+            RoutingRule.escalation,
+            Alert.triggered_at,
+        )
         .join(Alert, Alert.alert_id == NotificationJob.alert_id)
         .join(RoutingRule, RoutingRule.rule_id == NotificationJob.rule_id)
         .where(
@@ -79,10 +86,13 @@ def escalate_due(session: Session, now: datetime) -> Escalated:
         if len(batch) < BATCH:
             break
         after = batch[-1].job_id
-    wanted: dict[int, dict[int, set[int]]] = {}
-    for row in rows:
+    # alert -> step -> channel -> the rule whose step it is (the first, by rule id).
+    wanted: dict[int, dict[int, dict[int, int]]] = {}
+    for row in sorted(rows, key=lambda r: r.rule_id):
         for due in due_steps(row.escalation, row.released_at or row.triggered_at, now):
-            wanted.setdefault(row.alert_id, {}).setdefault(due.step, set()).update(due.channel_ids)
+            channels = wanted.setdefault(row.alert_id, {}).setdefault(due.step, {})
+            for channel_id in due.channel_ids:
+                channels.setdefault(channel_id, row.rule_id)
     outcome = Escalated()
     for alert_id, steps in wanted.items():
         existing = set(
@@ -92,14 +102,14 @@ def escalate_due(session: Session, now: datetime) -> Escalated:
                 )
             ).tuples()
         )
-        missing = {step: {c for c in channels if (c, step) not in existing} for step, channels in steps.items()}
+        missing = {step: {c: r for c, r in channels.items() if (c, step) not in existing} for step, channels in steps.items()}
         missing = {step: channels for step, channels in missing.items() if channels}
         if missing:
             _escalate(session, alert_id, missing, now, outcome)
     return outcome
 
 
-def _escalate(session: Session, alert_id: int, steps: dict[int, set[int]], now: datetime, outcome: Escalated) -> None:
+def _escalate(session: Session, alert_id: int, steps: dict[int, dict[int, int]], now: datetime, outcome: Escalated) -> None:
     # The lock waits for an acknowledge or close in flight; either way the status read here is final.
     alert = session.scalars(select(Alert).where(Alert.alert_id == alert_id).with_for_update()).first()
     if alert is None or alert.status != AlertStatus.OPEN:
@@ -116,7 +126,7 @@ def _escalate(session: Session, alert_id: int, steps: dict[int, set[int]], now: 
     queue = queue_for(alert.severity)
     created = 0
     for step in sorted(steps):
-        channels = sorted(steps[step] & enabled)
+        channels = sorted(set(steps[step]) & enabled)
         if not channels:
             continue
         event_id = store_event(session, alert, Event.ESCALATED, step, now)
@@ -128,7 +138,7 @@ def _escalate(session: Session, alert_id: int, steps: dict[int, set[int]], now: 
                         "tenant_id": alert.tenant_id,
                         "alert_id": alert.alert_id,
                         "channel_id": channel_id,
-                        "rule_id": None,
+                        "rule_id": steps[step][channel_id],
                         "event_id": event_id,
                         "event_type": Event.ESCALATED,
                         "escalation_step": step,

@@ -162,6 +162,38 @@ def test_a_suppressed_open_never_escalates(api, owner, receiver):
     assert receiver.at("/later") == []
 
 
+def test_after_a_silence_released_the_open_the_steps_count_from_the_release(api, owner, receiver):
+    first = hook(api, owner, receiver, "/first")
+    later = hook(api, owner, receiver, "/later")
+    rule = create_rule(api, owner, first, escalation=[{"after_seconds": 3, "channel_ids": [later]}])
+    ends = datetime.now(timezone.utc) + timedelta(seconds=4)
+    api.post("/api/v2/silences", json={"name": "m", "ends_at": ends.isoformat(), "channel_ids": [first]}, headers=owner.admin)
+    alert = post_alert(api, owner)
+    [released] = wait_for(lambda: receiver.at("/first"), timeout=15, message="the released OPEN")
+    [step] = wait_for(lambda: receiver.at("/later"), timeout=15, message="the escalation")
+    # Not 3 s after the trigger (inside the silence), but 3 s after the release.
+    assert step.at >= released.at + 2.5
+    assert step.at >= (ends + timedelta(seconds=3)).timestamp()
+    [job] = [j for j in deliveries(api, owner, alert_id=alert["alert_id"]) if j["event_type"] == "ESCALATED"]
+    assert (job["escalation_step"], job["rule_id"]) == (1, rule["rule_id"])
+
+
+def test_beats_restarted_in_the_middle_of_an_escalation_send_each_step_once(api, owner, stack, receiver):
+    first = hook(api, owner, receiver, "/first")
+    later = hook(api, owner, receiver, "/later")
+    create_rule(api, owner, first, escalation=[{"after_seconds": 1, "channel_ids": [later]}, {"after_seconds": 5, "channel_ids": [later]}])
+    alert = post_alert(api, owner)
+    wait_for(lambda: len(receiver.at("/later")) == 1, timeout=15, message="step 1")
+    beats = [process for process in stack.processes if type(process).__name__ == "BeatProcess"]
+    for beat in beats:
+        beat.stop()
+        beat.start()
+    wait_for(lambda: len(receiver.at("/later")) == 2, timeout=20, message="step 2")
+    time.sleep(2.5)
+    assert [r.json()["escalation_step"] for r in receiver.at("/later")] == [1, 2]
+    assert [(step, status) for step, _c, status in escalated(api, owner, alert["alert_id"])] == [(1, "DELIVERED"), (2, "DELIVERED")]
+
+
 def test_pagerduty_gets_an_escalation_as_a_trigger_with_the_same_dedup_key(api, owner, pagerduty):
     pd = create_channel(api, owner, "pagerduty", {"integration_key": "R0123456789ABCDEF0123456789ABCDE"})["channel_id"]
     create_rule(api, owner, pd, escalation=[{"after_seconds": 1, "channel_ids": [pd]}])
