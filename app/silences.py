@@ -37,6 +37,8 @@ RRULE_TEXT = re.compile(r"^(RRULE:)?[A-Z]+=[^;\s]+(;[A-Z]+=[^;\s]+)*$")
 # would keep dateutil searching for an occurrence for ages.
 SLOWEST_FREQUENCY = HOURLY
 MAX_DURATION_SECONDS = 31 * 86400
+# How far in the past a maintenance window may be anchored (see `check`).
+MAX_ANCHOR_AGE = timedelta(days=366)
 # Jobs released per pass; the next pass (one sweep interval later) takes the rest.
 BATCH = 1000
 
@@ -65,8 +67,8 @@ def parse_rule(text: str, starts_at: datetime, timezone_name: str) -> rrule:
     tz = zone(timezone_name)
     # An aware start: dateutil keeps each occurrence's wall-clock time and zoneinfo gives it
     # the offset in force on its own date (so 02:00 stays 02:00 across a DST change).
-    dtstart = starts_at.astimezone(tz)
     try:
+        dtstart = starts_at.astimezone(tz)
         rule = rrulestr(text, dtstart=dtstart)
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise InvalidSilence("recurrence.rrule", f"not a valid RRULE: {exc}") from None
@@ -77,8 +79,14 @@ def parse_rule(text: str, starts_at: datetime, timezone_name: str) -> rrule:
     return rule
 
 
-def check(starts_at: datetime, ends_at: datetime | None, recurrence: dict[str, Any] | None) -> None:
-    """Refuse a silence whose times or recurrence do not make sense (InvalidSilence)."""
+def check(starts_at: datetime, ends_at: datetime | None, recurrence: dict[str, Any] | None, now: datetime | None = None) -> None:
+    """Refuse a silence whose times or recurrence do not make sense (InvalidSilence).
+
+    With `now` (the anchor or the rule is being set), a maintenance window may not start more
+    than `MAX_ANCHOR_AGE` ago: dateutil walks every occurrence from the anchor on each check.
+    """
+    if recurrence is not None and now is not None and starts_at < now - MAX_ANCHOR_AGE:
+        raise InvalidSilence("starts_at", "a maintenance window may start at most a year ago")
     if recurrence is None:
         if ends_at is None:
             raise InvalidSilence("ends_at", "a one-off silence needs ends_at")
@@ -106,12 +114,16 @@ def window_at(silence: Any, now: datetime) -> Window | None:
     rule = parse_rule(recurrence["rrule"], silence.starts_at, recurrence["timezone"])
     duration = timedelta(seconds=recurrence["duration_seconds"])
     tz = zone(recurrence["timezone"])
-    for start in reversed(rule.between((now - duration - timedelta(days=1)).astimezone(tz), now.astimezone(tz) + timedelta(days=1), inc=True)):
-        start_utc = start.astimezone(timezone.utc)
-        # The series' end cuts an occurrence short; one starting after it does not count.
-        end = start_utc + duration if silence.ends_at is None else min(start_utc + duration, silence.ends_at)
-        if start_utc <= now < end:
-            return Window(start_utc, end)
+    try:
+        starts = rule.between((now - duration - timedelta(days=1)).astimezone(tz), now.astimezone(tz) + timedelta(days=1), inc=True)
+        for start in reversed(starts):
+            start_utc = start.astimezone(timezone.utc)
+            # The series' end cuts an occurrence short; one starting after it does not count.
+            end = start_utc + duration if silence.ends_at is None else min(start_utc + duration, silence.ends_at)
+            if start_utc <= now < end:
+                return Window(start_utc, end)
+    except OverflowError:  # at the calendar's edge (year 9999) no occurrence holds now
+        return None
     return None
 
 

@@ -114,7 +114,7 @@ def stack(app):
 def window_body(**changes) -> dict:
     return {
         "name": "Sunday maintenance",
-        "starts_at": "2026-03-01T02:00:00+01:00",
+        "starts_at": "2026-11-01T02:00:00+01:00",
         "recurrence": {"rrule": "FREQ=WEEKLY;BYDAY=SU;BYHOUR=2;BYMINUTE=0", "duration_seconds": 3600, "timezone": "Europe/Berlin"},
         **changes,
     }
@@ -127,7 +127,15 @@ def test_a_window_needs_no_end_and_is_read_back_as_created(stack):
     created = response.get_json()
     assert created["ends_at"] is None
     assert created["recurrence"] == window_body()["recurrence"]
-    assert created["starts_at"] == "2026-03-01T01:00:00+00:00"
+    assert created["starts_at"] == "2026-11-01T01:00:00+00:00"
+
+
+def test_a_window_anchored_more_than_a_year_ago_is_422(stack):
+    tenant = stack.tenant()
+    old = (datetime.now(timezone.utc) - timedelta(days=400)).isoformat()
+    response = stack.client.post("/api/v2/silences", json=window_body(starts_at=old), headers=tenant.admin)
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "starts_at"
 
 
 def test_a_window_of_another_tenant_is_404_and_viewers_cannot_create_one(stack):

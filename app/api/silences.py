@@ -33,12 +33,12 @@ def _view(silence: Silence) -> SilenceView:
     return SilenceView.of(silence, active=silences.holds(silence, utcnow()))
 
 
-def _checked(silence: Silence) -> None:
+def _checked(silence: Silence, anchored: bool = True) -> None:
     if silence.recurrence:
         # RFC 5545 times have whole seconds (dateutil drops the rest): so does the window's anchor.
         silence.starts_at = silence.starts_at.replace(microsecond=0)
     try:
-        silences.check(silence.starts_at, silence.ends_at, silence.recurrence)
+        silences.check(silence.starts_at, silence.ends_at, silence.recurrence, utcnow() if anchored else None)
     except silences.InvalidSilence as exc:
         raise field_problem(exc.field, exc.message) from None
 
@@ -116,7 +116,7 @@ def update_silence(silence_id: str, body: SilenceUpdate):
             changes["matchers"] = {k: v for k, v in changes["matchers"].items() if v is not None}
         for name, value in changes.items():
             setattr(silence, name, value)
-        _checked(silence)
+        _checked(silence, anchored="starts_at" in changes or "recurrence" in changes)
         session.flush()
         view = _view(silence)
     _announce("updated", view)
