@@ -52,6 +52,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": False,
         "beat_schedule": {
             "sweep-lost-jobs": {"task": "pulse.sweep_lost_jobs", "schedule": float(settings.sweep_interval_seconds)},
+            "sweep-on-call": {"task": "pulse.sweep_on_call", "schedule": float(settings.sweep_interval_seconds)},
             "purge-old-records": {"task": "pulse.purge_old_records", "schedule": 3600.0},
         },
         "beat_schedule_filename": str(instance_dir() / "celerybeat-schedule"),

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, exists, select, text
 from sqlalchemy.orm import Session
 
+from app import silences
 from app.config import DeliverySettings
 from app.db import db_now, insert_for
 from app.delivery.jobs import feed_tenant
@@ -29,9 +30,9 @@ from app.models import (
     utcnow,
 )
 from app.payload import notification_payload
-from app.routing import AlertFacts, effective_tags, match_rules
+from app.routing import JOB_OUTCOMES, SUPPRESSED, THROTTLED, AlertFacts, RuleDecision, decide, effective_tags
 from app.severity import queue_for
-from app.status import ACTIVE_ALERT_STATUSES, UNSETTLED_JOB_STATUSES, AlertStatus, Event, JobStatus
+from app.status import ACTIVE_ALERT_STATUSES, UNSENT_JOB_STATUSES, UNSETTLED_JOB_STATUSES, AlertStatus, Event, JobStatus
 
 # The predicate of the partial unique index `uq_alerts_active_fingerprint`, as a literal so
 # PostgreSQL can match ON CONFLICT to that index.
@@ -128,8 +129,10 @@ def _locked(session: Session, tenant_id: str, alert_id: int) -> Alert | None:
     ).first()
 
 
-def acknowledge_alert(session: Session, tenant_id: str, alert_id: int, now: datetime | None = None) -> AlertOutcome | None:
-    """OPEN -> ACKNOWLEDGED. Repeating it changes nothing; a CLOSED alert is a Conflict."""
+def acknowledge_alert(
+    session: Session, tenant_id: str, alert_id: int, now: datetime | None = None, by: str | None = None
+) -> AlertOutcome | None:
+    """OPEN -> ACKNOWLEDGED by `by`. Repeating it changes nothing; a CLOSED alert is a Conflict."""
     alert = _locked(session, tenant_id, alert_id)
     if alert is None:
         return None
@@ -140,12 +143,15 @@ def acknowledge_alert(session: Session, tenant_id: str, alert_id: int, now: date
     now = now or utcnow()
     alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_at = now
+    alert.acknowledged_by = by
     session.flush()
     return AlertOutcome(alert, event=Event.ACKNOWLEDGED, jobs=create_jobs(session, alert, Event.ACKNOWLEDGED, None, now))
 
 
-def close_alert(session: Session, tenant_id: str, alert_id: int, now: datetime | None = None) -> AlertOutcome | None:
-    """OPEN or ACKNOWLEDGED -> CLOSED. Closing a closed alert changes nothing."""
+def close_alert(
+    session: Session, tenant_id: str, alert_id: int, now: datetime | None = None, by: str | None = None
+) -> AlertOutcome | None:
+    """OPEN or ACKNOWLEDGED -> CLOSED by `by`. Closing a closed alert changes nothing."""
     alert = _locked(session, tenant_id, alert_id)
     if alert is None:
         return None
@@ -154,6 +160,7 @@ def close_alert(session: Session, tenant_id: str, alert_id: int, now: datetime |
     now = now or utcnow()
     alert.status = AlertStatus.CLOSED
     alert.closed_at = now
+    alert.closed_by = by
     session.flush()
     return AlertOutcome(alert, event=Event.CLOSED, jobs=create_jobs(session, alert, Event.CLOSED, None, now))
 
@@ -184,7 +191,8 @@ def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: st
                     NotificationJob.tenant_id == alert.tenant_id,
                     NotificationJob.channel_id == rule.channel_id,
                     NotificationJob.event_type == Event.OPEN,
-                    NotificationJob.status != JobStatus.THROTTLED,
+                    # Nothing was sent for a throttled or suppressed job.
+                    NotificationJob.status.not_in(UNSENT_JOB_STATUSES),
                     NotificationJob.created_at >= since,
                     NotificationJob.alert_id != alert.alert_id,
                 )
@@ -202,7 +210,7 @@ def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: st
     )
 
 
-def _event_id(session: Session, alert: Alert, event_type: str, escalation_step: int, now: datetime) -> int:
+def store_event(session: Session, alert: Alert, event_type: str, escalation_step: int, now: datetime) -> int:
     """The stored event (and its one payload), inserted on first use."""
     insert = insert_for(session)
     event_id = session.execute(
@@ -213,7 +221,7 @@ def _event_id(session: Session, alert: Alert, event_type: str, escalation_step: 
             event_type=event_type,
             escalation_step=escalation_step,
             # The stored payload leaves job_id out: each job adds its own when it is sent.
-            payload=notification_payload(alert, event_type, None),
+            payload=notification_payload(alert, event_type, None, escalation_step),
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["tenant_id", "alert_id", "event_type", "escalation_step"])
@@ -231,36 +239,129 @@ def _event_id(session: Session, alert: Alert, event_type: str, escalation_step: 
     return event_id
 
 
-def create_jobs(
-    session: Session, alert: Alert, event_type: str, device: Device | None, now: datetime
-) -> list[NewJob]:
-    """Insert one job per matched channel for this event (a repeat inserts nothing)."""
-    rows = session.execute(
-        select(RoutingRule, NotificationChannel.is_enabled)
-        .join(NotificationChannel, NotificationChannel.channel_id == RoutingRule.channel_id)
-        .where(RoutingRule.tenant_id == alert.tenant_id, RoutingRule.is_enabled.is_(True))
-    ).all()
-    if not rows:
-        return []
-    rules = [rule for rule, _ in rows]
-    enabled = {rule.channel_id for rule, channel_enabled in rows if channel_enabled}
+def alert_facts(session: Session, alert: Alert, device: Device | None = None) -> AlertFacts:
+    """What rule and silence matching read of an alert: its fields and its effective tags."""
     if device is None:
         device = session.get(Device, (alert.tenant_id, alert.device_id))
-    facts = AlertFacts(
+    return AlertFacts(
         severity=alert.severity,
         alert_type=alert.alert_type,
         device_id=alert.device_id,
         site_id=alert.site_id,
         tags=effective_tags(device.tags if device else None, alert.details),
     )
-    matched = match_rules(rules, facts, event_type, enabled)
-    if not matched:
+
+
+def tenant_rules(session: Session, tenant_id: str, enabled_only: bool = True) -> tuple[list[RoutingRule], set[int]]:
+    """The tenant's routing rules and the ids of its enabled channels among theirs."""
+    stmt = (
+        select(RoutingRule, NotificationChannel.is_enabled)
+        .join(NotificationChannel, NotificationChannel.channel_id == RoutingRule.channel_id)
+        .where(RoutingRule.tenant_id == tenant_id)
+    )
+    if enabled_only:
+        stmt = stmt.where(RoutingRule.is_enabled.is_(True))
+    rows = session.execute(stmt).all()
+    return [rule for rule, _ in rows], {rule.channel_id for rule, channel_enabled in rows if channel_enabled}
+
+
+def _open_job_suppressed(session: Session, alert: Alert, channel_id: int) -> int | None:
+    """The silence that suppressed this alert's OPEN on this channel, if it is still suppressed.
+
+    Returns the silence's id, or 0 when the silence is gone (deleted) but the job stays suppressed.
+    """
+    row = session.execute(
+        select(NotificationJob.silence_id).where(
+            NotificationJob.tenant_id == alert.tenant_id,
+            NotificationJob.alert_id == alert.alert_id,
+            NotificationJob.channel_id == channel_id,
+            NotificationJob.event_type == Event.OPEN,
+            NotificationJob.status == JobStatus.SUPPRESSED,
+        )
+    ).first()
+    return None if row is None else (row.silence_id or 0)
+
+
+def route_event(
+    session: Session,
+    tenant_id: str,
+    facts: AlertFacts,
+    event_type: str,
+    now: datetime,
+    alert: Alert | None = None,
+    enabled_only: bool = True,
+) -> list[RuleDecision]:
+    """Every rule's decision for one alert event: what dispatch creates, what explain answers.
+
+    With `alert` (a real event), an acknowledge or close is suppressed and throttled where
+    the alert's OPEN was; without one (explain's hypothetical alert), they follow the
+    silences and throttles in force now, as its OPEN would.
+    """
+    rules, enabled = tenant_rules(session, tenant_id, enabled_only)
+    in_force = silences.candidates(session, tenant_id, now)
+
+    def silence_for(rule: RoutingRule) -> int | None:
+        if alert is not None and event_type != Event.OPEN:
+            return _open_job_suppressed(session, alert, rule.channel_id)
+        return silences.silence_for(in_force, facts, rule.channel_id, now)
+
+    def throttled(rule: RoutingRule) -> bool:
+        if alert is None:
+            return _would_throttle(session, tenant_id, facts, rule, now)
+        return _throttled(session, alert, rule, event_type, now)
+
+    return decide(rules, facts, event_type, enabled, silence_for, throttled)
+
+
+def _would_throttle(session: Session, tenant_id: str, facts: AlertFacts, rule: RoutingRule, now: datetime) -> bool:
+    """Whether an OPEN of an alert with these facts would be throttled on the rule's channel now."""
+    if not rule.throttle_minutes:
+        return False
+    since = now - timedelta(minutes=rule.throttle_minutes)
+    return bool(
+        session.scalar(
+            select(
+                exists()
+                .where(
+                    NotificationJob.tenant_id == tenant_id,
+                    NotificationJob.channel_id == rule.channel_id,
+                    NotificationJob.event_type == Event.OPEN,
+                    NotificationJob.status.not_in(UNSENT_JOB_STATUSES),
+                    NotificationJob.created_at >= since,
+                )
+                .where(
+                    exists().where(
+                        and_(
+                            Alert.alert_id == NotificationJob.alert_id,
+                            Alert.device_id == facts.device_id,
+                            Alert.alert_type == facts.alert_type,
+                        )
+                    )
+                )
+            )
+        )
+    )
+
+
+def create_jobs(
+    session: Session, alert: Alert, event_type: str, device: Device | None, now: datetime
+) -> list[NewJob]:
+    """Insert one job per matched channel for this event (a repeat inserts nothing)."""
+    facts = alert_facts(session, alert, device)
+    decisions = [d for d in route_event(session, alert.tenant_id, facts, event_type, now, alert) if d.outcome in JOB_OUTCOMES]
+    if not decisions:
         return []
     queue = queue_for(alert.severity)
-    event_id = _event_id(session, alert, event_type, 0, now)
+    event_id = store_event(session, alert, event_type, 0, now)
     values = []
-    for rule in matched:
-        status = JobStatus.THROTTLED if _throttled(session, alert, rule, event_type, now) else JobStatus.PENDING
+    for decision in decisions:
+        rule = decision.rule
+        if decision.outcome == SUPPRESSED:
+            status, why = JobStatus.SUPPRESSED, f"suppressed by silence {decision.silence_id}" if decision.silence_id else "suppressed by a silence"
+        elif decision.outcome == THROTTLED:
+            status, why = JobStatus.THROTTLED, "throttled"
+        else:
+            status, why = JobStatus.PENDING, None
         values.append(
             {
                 "tenant_id": alert.tenant_id,
@@ -276,7 +377,9 @@ def create_jobs(
                 "attempts_at_replay": 0,
                 # Due by the database's clock, which every later comparison uses.
                 "next_attempt_at": db_now(session),
-                "last_error": "throttled" if status == JobStatus.THROTTLED else None,
+                "last_error": why,
+                # Only an OPEN's suppression may end in a release (the others follow it).
+                "silence_id": decision.silence_id or None if event_type == Event.OPEN else None,
                 "created_at": now,
                 "updated_at": now,
             }

@@ -69,6 +69,9 @@ def main() -> int:
         run([f"{venv_bin}/alembic", "upgrade", "head"], env)
         token = run([f"{venv_bin}/flask", "--app", "app", "seed-demo"], env, capture=True).strip().splitlines()[-1]
         host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
+        # honcho gives each process type its own PORT (web's + 100, + 200, ...): the links the
+        # worker builds must name the web's address, not the worker's.
+        env.setdefault("PUBLIC_URL", f"http://{host}:{port}")
         print(
             "\n"
             f"  Pulse:   http://{host}:{port}/  (API under /api/v2, docs at /api/v2/openapi.json)\n"

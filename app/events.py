@@ -33,5 +33,9 @@ class EventPublisher:
     def alert_changed(self, tenant_id: str, event: str, alert: dict[str, Any]) -> None:
         self.publish({"kind": "alert", "tenant_id": tenant_id, "event": event, "alert": alert})
 
+    def silences_changed(self, tenant_id: str, action: str, silence: dict[str, Any]) -> None:
+        """A silence was created, updated or deleted (`action`)."""
+        self.publish({"kind": "silences", "tenant_id": tenant_id, "action": action, "silence": silence})
+
     def telemetry(self, tenant_id: str, device_id: str, data: dict[str, Any]) -> None:
         self.publish({"kind": "telemetry", "tenant_id": tenant_id, "device_id": device_id, "data": data})

@@ -37,6 +37,8 @@ NAMING_CONVENTION = {
 # BIGINT identity on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
+# A JSON column whose None is SQL NULL (not JSON null), so `IS NULL` finds it.
+NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -106,6 +108,9 @@ class Alert(Base):
     triggered_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The acting token's `sub`, or `link:<channel_id>` for an acknowledge link; null when unknown.
+    acknowledged_by: Mapped[str | None] = mapped_column(String(254))
+    closed_by: Mapped[str | None] = mapped_column(String(254))
 
 
 class NotificationChannel(Base):
@@ -141,6 +146,29 @@ class RoutingRule(Base):
     throttle_minutes: Mapped[int] = mapped_column(Integer, default=0)
     priority: Mapped[int] = mapped_column(Integer, default=100)
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Escalation steps `[{after_seconds, channel_ids}]` (app.escalation), or null.
+    escalation: Mapped[list[dict[str, Any]] | None] = mapped_column(NullableJson)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Silence(Base):
+    """A silence or maintenance window (DESIGN §6a): what it matches, on which channels, when."""
+
+    __tablename__ = "silences"
+
+    silence_id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.tenant_id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)
+    matchers: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    # Null: every channel.
+    channel_ids: Mapped[list[int] | None] = mapped_column(Json)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # `{rrule, duration_seconds, timezone}` for a maintenance window, null for a one-off silence.
+    recurrence: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    notify_on_end: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -196,6 +224,13 @@ class NotificationJob(Base):
             sqlite_where=text("enqueued_at IS NOT NULL AND status IN ('PENDING', 'RETRYING')"),
         ),
         # Jobs held for their channel (busy, or its circuit open).
+        # Suppressed jobs that a silence's end may still release.
+        Index(
+            "ix_notification_jobs_silenced",
+            "silence_id",
+            postgresql_where=text("silence_id IS NOT NULL"),
+            sqlite_where=text("silence_id IS NOT NULL"),
+        ),
         Index(
             "ix_notification_jobs_held",
             "channel_id",
@@ -232,6 +267,10 @@ class NotificationJob(Base):
     # Why a waiting job is held back for its channel (HOLD_*), or null.
     hold: Mapped[str | None] = mapped_column(String(16))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # SUPPRESSED: the silence whose end may release the job (null once it never will).
+    silence_id: Mapped[int | None] = mapped_column(ForeignKey("silences.silence_id", ondelete="SET NULL"))
+    # When a silence's end released the job; the alert's escalation counts from then.
+    released_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     replayed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
@@ -278,6 +317,7 @@ TENANT_TABLES = (
     "alerts",
     "notification_channels",
     "notification_routing_rules",
+    "silences",
     "alert_events",
     "notification_jobs",
     "delivery_log",

@@ -32,6 +32,10 @@ class NotificationPayload(TypedDict):
     triggered_at: str | None
     event_type: str
     job_id: int | None
+    # The escalation step (1-based) of an ESCALATED event; 0 for the others.
+    escalation_step: int
+    # OPEN and ESCALATED: the acknowledge link of the job's channel, added when it is sent.
+    ack_url: str | None
 
 
 PAYLOAD_FIELDS: tuple[str, ...] = tuple(NotificationPayload.__annotations__)
@@ -57,7 +61,9 @@ class ChannelTestAlert:
     site_id: None = None
 
 
-def notification_payload(alert: Alert | ChannelTestAlert, event_type: str, job_id: int | None) -> NotificationPayload:
+def notification_payload(
+    alert: Alert | ChannelTestAlert, event_type: str, job_id: int | None, escalation_step: int = 0
+) -> NotificationPayload:
     """What a channel delivers for one alert event; the severity label is derived, never given."""
     return NotificationPayload(
         alert_id=alert.alert_id,
@@ -72,6 +78,8 @@ def notification_payload(alert: Alert | ChannelTestAlert, event_type: str, job_i
         triggered_at=iso(alert.triggered_at),
         event_type=event_type,
         job_id=job_id,
+        escalation_step=escalation_step,
+        ack_url=None,
     )
 
 

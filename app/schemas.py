@@ -97,6 +97,24 @@ class ChannelUpdate(Body):
     is_enabled: StrictBool | None = None
 
 
+class EscalationStep(Body):
+    """One escalation step: after this long still OPEN, notify these channels too."""
+
+    after_seconds: Annotated[StrictInt, Field(ge=1, le=30 * 86400)]
+    channel_ids: Annotated[list[StrictInt], Field(min_length=1, max_length=50)]
+
+
+def _increasing(steps: list[EscalationStep] | None) -> list[EscalationStep] | None:
+    if steps:
+        delays = [step.after_seconds for step in steps]
+        if any(later <= earlier for earlier, later in zip(delays, delays[1:])):
+            raise ValueError("after_seconds must increase strictly from step to step")
+    return steps
+
+
+Escalation = Annotated[list[EscalationStep], Field(max_length=20), AfterValidator(_increasing)]
+
+
 class RuleFields(Body):
     min_severity: Severity | None = None
     alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
@@ -108,6 +126,7 @@ class RuleFields(Body):
     throttle_minutes: Annotated[StrictInt, Field(ge=0, le=10_080)] = 0
     priority: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 100
     is_enabled: StrictBool = True
+    escalation: Escalation | None = None
 
 
 class RuleCreate(RuleFields):
@@ -126,6 +145,7 @@ class RuleUpdate(Body):
     throttle_minutes: Annotated[StrictInt, Field(ge=0, le=10_080)] | None = None
     priority: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
     is_enabled: StrictBool | None = None
+    escalation: Escalation | None = None
 
 
 class BulkReplay(Body):
@@ -137,3 +157,64 @@ class BulkReplay(Body):
 class TelemetryIn(Body):
     timestamp: UtcDatetime | None = None
     metrics: dict[Annotated[str, Field(min_length=1, max_length=128)], StrictInt | float]
+
+
+class SilenceMatchers(Body):
+    """What a silence matches: the rule filters' keys and semantics, plus `max_severity`."""
+
+    site_ids: list[Identifier] | None = None
+    device_prefixes: list[Annotated[StrictStr, Field(min_length=1, max_length=128)]] | None = None
+    device_tag_key: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    device_tag_val: Annotated[StrictStr, Field(max_length=256)] | None = None
+    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    min_severity: Severity | None = None
+    max_severity: Severity | None = None
+
+
+class Recurrence(Body):
+    """A maintenance window's repetition: an RFC 5545 RRULE in an IANA time zone."""
+
+    rrule: Annotated[StrictStr, Field(min_length=1, max_length=500)]
+    duration_seconds: Annotated[StrictInt, Field(ge=1, le=31 * 86400)]
+    timezone: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+
+
+Comment = Annotated[StrictStr, Field(max_length=10_000)]
+ChannelIds = Annotated[list[StrictInt], Field(max_length=100)]
+
+
+class SilenceCreate(Body):
+    name: Name
+    comment: Comment | None = None
+    matchers: SilenceMatchers = Field(default_factory=SilenceMatchers)
+    channel_ids: ChannelIds | None = None
+    starts_at: UtcDatetime | None = None
+    ends_at: UtcDatetime | None = None
+    recurrence: Recurrence | None = None
+    notify_on_end: StrictBool = True
+
+
+class SilenceUpdate(Body):
+    name: Name | None = None
+    comment: Comment | None = None
+    matchers: SilenceMatchers | None = None
+    channel_ids: ChannelIds | None = None
+    starts_at: UtcDatetime | None = None
+    ends_at: UtcDatetime | None = None
+    recurrence: Recurrence | None = None
+    notify_on_end: StrictBool | None = None
+
+
+class ExplainAlert(Body):
+    """The alert an explain is about: what posting it would carry."""
+
+    device_id: Identifier
+    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    severity: Severity
+    site_id: Identifier | None = None
+    details: dict[str, Any] | None = None
+
+
+class ExplainRequest(Body):
+    alert: ExplainAlert
+    event_type: Annotated[StrictStr, AfterValidator(lambda value: _events([value])[0])] = Event.OPEN

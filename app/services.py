@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from app.acklinks import AckLinks
 from app.config import Settings
 from app.db import Database
 from app.delivery.admission import ChannelAdmission
@@ -25,6 +26,7 @@ from app.delivery.sweep import Sweeper, Watermarks
 from app.dispatch import CeleryEnqueuer, Dispatcher
 from app.events import EventPublisher
 from app.maintenance import sweep_grace
+from app.oncall import OnCallSweep
 from app.secrets import SecretBox
 
 if TYPE_CHECKING:
@@ -79,7 +81,13 @@ class Services:
             OutcomeOutbox(self.redis),
             ChannelConfigs(self.box),
             self.delivery_metrics,
+            self.ack_links,
         )
+
+    @cached_property
+    def ack_links(self) -> AckLinks:
+        """Signs and checks the acknowledge links of notifications (on PUBLIC_URL)."""
+        return AckLinks(self.settings.secret_key, self.settings.public_url)
 
     @cached_property
     def delivery_metrics(self) -> DeliveryMetrics:
@@ -102,6 +110,11 @@ class Services:
             OutcomeOutbox(self.redis),
             self.watermarks,
         )
+
+    @cached_property
+    def on_call(self) -> OnCallSweep:
+        """The beat's pass over ended silences and due escalations."""
+        return OnCallSweep(self.db, self.settings.delivery, self.dispatcher, self.events)
 
     @cached_property
     def events(self) -> EventPublisher:

@@ -101,7 +101,9 @@ class AlertView(View):
     status: AlertStatus
     triggered_at: Time
     acknowledged_at: Time | None
+    acknowledged_by: str | None
     closed_at: Time | None
+    closed_by: str | None
 
     @computed_field
     @property
@@ -145,6 +147,17 @@ def channel_view(channel: NotificationChannel, box: SecretBox, health: Health | 
     return ChannelView.of(channel, config=config, health=HealthView.of(health or Health()))
 
 
+class EscalationStepView(View):
+    after_seconds: int
+    channel_ids: list[int]
+
+
+class RecurrenceView(View):
+    rrule: str
+    duration_seconds: int
+    timezone: str
+
+
 class RuleView(View):
     rule_id: int
     tenant_id: str
@@ -159,7 +172,44 @@ class RuleView(View):
     throttle_minutes: int
     priority: int
     is_enabled: bool
+    escalation: list[EscalationStepView] | None
     created_at: Time
+
+
+class SilenceView(View):
+    """A silence or maintenance window; `active` says whether it holds now."""
+
+    silence_id: int
+    tenant_id: str
+    name: str
+    comment: str | None
+    matchers: dict[str, Any]
+    channel_ids: list[int] | None
+    starts_at: Time
+    ends_at: Time | None
+    recurrence: RecurrenceView | None
+    notify_on_end: bool
+    created_by: str | None
+    created_at: Time
+    active: bool
+
+
+class RuleExplained(BaseModel):
+    """One rule's outcome for the explained alert event (DESIGN §6a)."""
+
+    rule_id: int
+    channel_id: int
+    outcome: Literal["send", "throttled", "suppressed", "no_match", "rule_disabled", "channel_disabled", "shadowed"]
+    failed: list[str]
+    silence_id: int | None
+
+
+class Explanation(BaseModel):
+    """What posting the alert would do now: every rule in dispatch order, and the channels sent to."""
+
+    event_type: Event
+    rules: list[RuleExplained]
+    channels: list[int]
 
 
 class JobView(View):
@@ -169,6 +219,7 @@ class JobView(View):
     channel_id: int
     rule_id: int | None
     event_type: Event
+    escalation_step: int
     status: JobStatus
     attempts: int
     next_attempt_at: Time | None

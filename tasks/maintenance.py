@@ -24,6 +24,17 @@ def sweep_lost_jobs() -> int:
         return 0
 
 
+@celery.task(name="pulse.sweep_on_call", ignore_result=True)
+def sweep_on_call() -> int:
+    """Release what ended silences held back; create due escalation jobs (app.oncall)."""
+    try:
+        report = celery.services.on_call.run()
+    except DATABASE_ERRORS as exc:
+        log.warning("on-call sweep skipped, the database is unavailable: %s", type(getattr(exc, "orig", exc)).__name__)
+        return 0
+    return report.released + report.escalated_jobs
+
+
 @celery.task(name="pulse.queue_probe", ignore_result=True)
 def queue_probe(queue: str, sent_at: float) -> None:
     """A probe came out of `queue`: every message sent down it before `sent_at` has too."""

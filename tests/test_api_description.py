@@ -16,10 +16,10 @@ from tests.support import create_channel, create_rule, post_alert, settled, wait
 
 ALERT = {
     "alert_id", "tenant_id", "device_id", "site_id", "alert_type", "severity", "severity_label", "message", "details",
-    "fingerprint", "status", "triggered_at", "acknowledged_at", "closed_at",
+    "fingerprint", "status", "triggered_at", "acknowledged_at", "acknowledged_by", "closed_at", "closed_by",
 }
 JOB = {
-    "job_id", "tenant_id", "alert_id", "channel_id", "rule_id", "event_type", "status", "attempts", "next_attempt_at",
+    "job_id", "tenant_id", "alert_id", "channel_id", "rule_id", "event_type", "escalation_step", "status", "attempts", "next_attempt_at",
     "last_error", "payload", "created_at", "delivered_at",
 }
 # The keys each answer has today; a change here is a change of the public contract.
@@ -30,8 +30,14 @@ KEYS = {
     "channel": {"channel_id", "tenant_id", "name", "channel_type", "config", "is_enabled", "health", "created_at", "updated_at"},
     "rule": {
         "rule_id", "tenant_id", "channel_id", "min_severity", "alert_type", "device_tag_key", "device_tag_val",
-        "site_ids", "device_prefixes", "deliver_on", "throttle_minutes", "priority", "is_enabled", "created_at",
+        "site_ids", "device_prefixes", "deliver_on", "throttle_minutes", "priority", "is_enabled", "escalation", "created_at",
     },
+    "silence": {
+        "silence_id", "tenant_id", "name", "comment", "matchers", "channel_ids", "starts_at", "ends_at", "recurrence",
+        "notify_on_end", "created_by", "created_at", "active",
+    },
+    "explanation": {"event_type", "rules", "channels"},
+    "explained rule": {"rule_id", "channel_id", "outcome", "failed", "silence_id"},
     "delivery": JOB | {"log"},
     "attempt": {"id", "job_id", "attempt", "success", "status_code", "error", "duration_ms", "created_at"},
     "reading": {"timestamp", "metrics"},
@@ -64,7 +70,13 @@ def answers(client, tenant, worker, receiver):
     [job] = wait_for(lambda: settled(client, tenant, 1), timeout=30)
     delivery = client.get(f"/api/v2/deliveries/{job['job_id']}", headers=h).get_json()
     readings = client.get("/api/v2/devices/d-1/telemetry", headers=h).get_json()
+    silence = client.post("/api/v2/silences", json={"name": "later", "starts_at": "2099-01-01T00:00:00Z", "ends_at": "2099-01-02T00:00:00Z"}, headers=h).get_json()
+    explanation = client.post("/api/v2/routing/explain", json={"alert": {"device_id": "d-1", "alert_type": "x", "severity": 2}}, headers=h).get_json()
+    explained = success_schema(spec, "post", "/routing/explain", 200)
     return spec, [
+        ("silence", silence, success_schema(spec, "post", "/silences", 201)),
+        ("explanation", explanation, explained),
+        ("explained rule", explanation["rules"][0], described(spec, explained["properties"]["rules"]["items"])),
         ("device", client.get("/api/v2/devices/d-1", headers=h).get_json(), success_schema(spec, "get", "/devices/{device_id}", 200)),
         ("alert", client.get(f"/api/v2/alerts/{opened['alert_id']}", headers=h).get_json(), success_schema(spec, "get", "/alerts/{alert_id}", 200)),
         ("alert answer", opened, success_schema(spec, "post", "/alerts", 201)),
@@ -102,7 +114,8 @@ def test_list_query_parameters_are_described(client):
     assert set(parameters) == {"limit", "cursor", "status", "device_id", "min_severity"}
     assert (parameters["limit"]["schema"]["minimum"], parameters["limit"]["schema"]["maximum"]) == (1, 500)
     assert described(spec, parameters["status"]["schema"])["enum"] == ["OPEN", "ACKNOWLEDGED", "CLOSED"]
-    for path in ("/channels", "/routing-rules", "/deliveries", "/devices", "/devices/{device_id}/telemetry"):
+    assert {p["name"] for p in spec["paths"]["/silences"]["get"]["parameters"]} == {"limit", "cursor", "active"}
+    for path in ("/channels", "/routing-rules", "/deliveries", "/devices", "/devices/{device_id}/telemetry", "/silences"):
         names = {p["name"] for p in spec["paths"][path]["get"]["parameters"]}
         assert {"limit", "cursor"} <= names, path
 

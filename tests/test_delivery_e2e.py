@@ -28,6 +28,8 @@ def test_matching_alert_is_delivered_once_with_signed_payload(client, tenant, wo
     assert [job["status"] for job in jobs] == ["DELIVERED"]
     [request] = receiver.at("/hook")
     body = request.json()
+    # An OPEN carries its channel's acknowledge link (tests/test_ack_links.py checks it works).
+    assert body.pop("ack_url").startswith(client.application.extensions["pulse"].settings.public_url + "/ack/")
     assert body == {
         "alert_id": alert["alert_id"],
         "alert_type": "overheat",
@@ -41,6 +43,7 @@ def test_matching_alert_is_delivered_once_with_signed_payload(client, tenant, wo
         "triggered_at": alert["triggered_at"],
         "event_type": "OPEN",
         "job_id": jobs[0]["job_id"],
+        "escalation_step": 0,
     }
     assert request.headers["webhook-id"] == str(jobs[0]["job_id"])
     assert request.headers["X-Team"] == "ops"

@@ -24,7 +24,7 @@ def alert(**changes) -> Alert:
 
 def job(**changes) -> NotificationJob:
     fields = dict(
-        job_id=11, tenant_id="t-1", alert_id=7, channel_id=3, rule_id=None, event_type="OPEN", status="PENDING",
+        job_id=11, tenant_id="t-1", alert_id=7, channel_id=3, rule_id=None, event_type="OPEN", escalation_step=0, status="PENDING",
         attempts=0, next_attempt_at=T0 + timedelta(seconds=30), last_error=None, payload={"job_id": None, "alert_id": 7},
         created_at=T0, delivered_at=None,
     )

@@ -11,6 +11,8 @@ from app.web import pulse
 # Endpoints reachable without a token.
 PUBLIC_ENDPOINTS = {"api.auth.token", "api.openapi.spec"}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# POSTs that change nothing, open to viewers.
+READ_ONLY_POSTS = {"api.explain.explain"}
 
 
 def _authenticate():
@@ -32,7 +34,7 @@ def _authenticate():
     principal = principal_from_claims(claims)
     if principal.role not in ROLES:
         raise Problem(403, f"role {principal.role!r} has no access to this API")
-    if request.method in WRITE_METHODS and not principal.can_write:
+    if request.method in WRITE_METHODS and not principal.can_write and request.endpoint not in READ_ONLY_POSTS:
         raise Problem(403, "viewers have read-only access")
     g.principal = principal
     return None
@@ -40,10 +42,10 @@ def _authenticate():
 
 def init_app(app: Flask) -> None:
     """Register /api/v2 (a blueprint made per app, so tests can build several apps)."""
-    from app.api import alerts, auth, channels, deliveries, devices, openapi, rules, telemetry
+    from app.api import alerts, auth, channels, deliveries, devices, explain, openapi, rules, silences, telemetry
 
     api = Blueprint("api", __name__, url_prefix="/api/v2")
     api.before_request(_authenticate)
-    for module in (auth, devices, telemetry, alerts, channels, rules, deliveries, openapi):
+    for module in (auth, devices, telemetry, alerts, channels, rules, explain, silences, deliveries, openapi):
         api.register_blueprint(module.bp)
     app.register_blueprint(api)

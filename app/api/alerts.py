@@ -10,7 +10,7 @@ from flask import Blueprint
 from sqlalchemy import select
 
 from app import alerts as lifecycle
-from app.api.common import get_or_404, path_id, tenant_id, tenant_session
+from app.api.common import get_or_404, path_id, principal, tenant_id, tenant_session
 from app.api.operations import operation
 from app.api.pagination import paginate
 from app.api.queries import AlertFilters
@@ -77,7 +77,7 @@ def acknowledge(alert_id: str):
     """Acknowledge an alert (409 if it is closed)"""
     try:
         with tenant_session() as session:
-            outcome = lifecycle.acknowledge_alert(session, tenant_id(), path_id(alert_id, "alert"))
+            outcome = lifecycle.acknowledge_alert(session, tenant_id(), path_id(alert_id, "alert"), by=principal().subject)
             if outcome is None:
                 raise not_found("alert")
             to_send = _to_send(session, outcome)
@@ -91,7 +91,7 @@ def acknowledge(alert_id: str):
 def close(alert_id: str):
     """Close an alert"""
     with tenant_session() as session:
-        outcome = lifecycle.close_alert(session, tenant_id(), path_id(alert_id, "alert"))
+        outcome = lifecycle.close_alert(session, tenant_id(), path_id(alert_id, "alert"), by=principal().subject)
         if outcome is None:
             raise not_found("alert")
         to_send = _to_send(session, outcome)

@@ -8,11 +8,11 @@ from typing import Any, Iterator, TypeVar
 
 from flask import g, request
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from app.auth import Principal
-from app.models import Alert, Device, NotificationChannel, NotificationJob, RoutingRule
+from app.models import Alert, Device, NotificationChannel, NotificationJob, RoutingRule, Silence
 from app.problems import Problem, not_found, validation_problem
 from app.web import pulse
 
@@ -86,6 +86,29 @@ def parse_query(model: type[Model]) -> Model:
         raise validation_problem(exc) from None
 
 
+def check_channels(session: Session, channel_ids: list[int] | None, field: str) -> None:
+    """Every channel named must be one of the caller's own; anything else is a bad body (422)."""
+    if not channel_ids:
+        return
+    found = set(
+        session.scalars(
+            select(NotificationChannel.channel_id).where(
+                NotificationChannel.tenant_id == tenant_id(), NotificationChannel.channel_id.in_(
+                    # An id no BIGINT can hold names no channel (and must not reach the database).
+                    {channel_id for channel_id in channel_ids if 0 < channel_id < 2**63}
+                )
+            )
+        )
+    )
+    for index, channel_id in enumerate(channel_ids):
+        if channel_id not in found:
+            raise Problem(
+                422,
+                f"invalid request: {field}.{index}: no channel {channel_id} in this tenant",
+                errors=[{"field": f"{field}.{index}", "message": f"no channel {channel_id} in this tenant"}],
+            )
+
+
 def path_id(raw: str, what: str) -> int:
     """A numeric id from the URL; anything else names no resource (404, like an unknown id)."""
     # isdigit() alone takes superscripts and other digits int() refuses.
@@ -101,6 +124,7 @@ RESOURCE_NAMES: dict[type, str] = {
     NotificationChannel: "channel",
     RoutingRule: "routing rule",
     NotificationJob: "delivery",
+    Silence: "silence",
 }
 Row = TypeVar("Row")
 

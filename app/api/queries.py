@@ -85,3 +85,15 @@ class DeliveryFilters(ListQuery):
 
 class DeviceFilters(ListQuery):
     site_id: Text | None = None
+
+
+def _boolean(raw: Any, info: ValidationInfo) -> bool:
+    value = str(_given(raw)).lower()
+    if value not in ("true", "false", "1", "0"):
+        name = info.field_name
+        raise Problem(422, f"query parameter {name} must be true or false", errors=[{"field": name, "message": "not a boolean"}])
+    return value in ("true", "1")
+
+
+class SilenceFilters(ListQuery):
+    active: Annotated[bool, BeforeValidator(_boolean)] | None = Field(None, description="true: only the silences in force now; false: only the others")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 from sqlalchemy import select
 
-from app.api.common import get_or_404, tenant_id, tenant_session
+from app.api.common import check_channels, get_or_404, tenant_id, tenant_session
 from app.api.operations import operation
 from app.api.pagination import paginate
 from app.api.queries import ListQuery
@@ -31,6 +31,11 @@ def _check_channel(session, channel_id: int) -> None:
         raise field_problem("channel_id", f"no channel {channel_id} in this tenant")
 
 
+def _check_escalation(session, steps: list[dict] | None) -> None:
+    for index, step in enumerate(steps or []):
+        check_channels(session, step["channel_ids"], f"escalation.{index}.channel_ids")
+
+
 def _check_tag_filter(rule: RoutingRule) -> None:
     if rule.device_tag_val is not None and not rule.device_tag_key:
         raise field_problem("device_tag_val", "device_tag_val needs device_tag_key")
@@ -42,6 +47,7 @@ def create_rule(body: RuleCreate):
     """Create a routing rule"""
     with tenant_session() as session:
         _check_channel(session, body.channel_id)
+        _check_escalation(session, body.model_dump()["escalation"])
         rule = RoutingRule(tenant_id=tenant_id(), **body.model_dump())
         _check_tag_filter(rule)
         session.add(rule)
@@ -78,6 +84,8 @@ def update_rule(rule_id: str, body: RuleUpdate):
                 raise field_problem(name, "may not be null")
         if "channel_id" in changes:
             _check_channel(session, changes["channel_id"])
+        if "escalation" in changes:
+            _check_escalation(session, changes["escalation"])
         for name, value in changes.items():
             setattr(rule, name, value)
         _check_tag_filter(rule)

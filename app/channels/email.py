@@ -44,12 +44,15 @@ from app.config import DeliverySettings
 from app.payload import PAYLOAD_FIELDS
 from app.templating import RenderFailed, check_template, render
 
-DEFAULT_SUBJECT = "[{{ severity_label }}] {{ alert_type }} on {{ device_id }} ({{ event_type|lower }})"
+DEFAULT_SUBJECT = (
+    "[{{ severity_label }}] {{ alert_type }} on {{ device_id }} "
+    "({% if event_type == 'ESCALATED' %}escalated, step {{ escalation_step }}{% else %}{{ event_type|lower }}{% endif %})"
+)
 
 DEFAULT_BODY = """\
 {% if event_type == "TEST" %}This is a test message from Pulse: the email channel works.
 
-{% endif %}{{ event_type }}: {{ message }}
+{% endif %}{% if event_type == "ESCALATED" %}ESCALATED (step {{ escalation_step }}){% else %}{{ event_type }}{% endif %}: {{ message }}
 
 Severity:   {{ severity_label }} ({{ severity }})
 Alert type: {{ alert_type }}
@@ -63,6 +66,8 @@ Details:
 {% for key, value in details|dictsort %}  {{ key }}: {{ value if value is string else value|json }}
 {% endfor %}{% elif details %}
 Details: {{ details|json }}
+{% endif %}{% if ack_url %}
+Acknowledge: {{ ack_url }}
 {% endif %}"""
 
 SUBJECT_TEMPLATE_MAX_LENGTH = 1_000

@@ -10,7 +10,24 @@ EVENT_WORDS = {Event.OPEN: "opened", Event.ACKNOWLEDGED: "acknowledged", Event.C
 
 
 def headline(payload: dict[str, Any]) -> str:
-    """One line naming severity, event and message, e.g. `[CRITICAL] Alert opened: ...`."""
+    """One line naming severity, event and message, e.g. `[CRITICAL] Alert opened: ...`.
+
+    An escalation names its step: `[CRITICAL] Escalated (step 2): ...`.
+    """
     event_type = payload.get("event_type", Event.OPEN)
-    what = "Test notification" if event_type == Event.TEST else f"Alert {EVENT_WORDS.get(event_type, event_type.lower())}"
+    if event_type == Event.TEST:
+        what = "Test notification"
+    elif event_type == Event.ESCALATED:
+        what = f"Escalated (step {payload.get('escalation_step') or '?'})"
+    else:
+        what = f"Alert {EVENT_WORDS.get(event_type, event_type.lower())}"
     return f"[{payload.get('severity_label', '')}] {what}: {payload.get('message') or ''}".strip()
+
+
+ACKNOWLEDGE = "Acknowledge"
+
+
+def ack_url(payload: dict[str, Any]) -> str | None:
+    """The notification's acknowledge link, if it carries one (OPEN and ESCALATED do)."""
+    url = payload.get("ack_url")
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None

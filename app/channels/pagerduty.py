@@ -27,7 +27,15 @@ from app.channels.http import JsonPostSender
 from app.severity import severity_label
 from app.status import Event
 
-EVENT_ACTIONS = {Event.OPEN: "trigger", Event.ACKNOWLEDGED: "acknowledge", Event.CLOSED: "resolve", Event.TEST: "trigger"}
+# An escalation re-triggers the same incident (same dedup_key): PagerDuty's own escalation
+# policy takes it from there.
+EVENT_ACTIONS = {
+    Event.OPEN: "trigger",
+    Event.ACKNOWLEDGED: "acknowledge",
+    Event.CLOSED: "resolve",
+    Event.ESCALATED: "trigger",
+    Event.TEST: "trigger",
+}
 
 # PagerDuty caps payload.summary at 1024 characters and rejects longer ones
 # (https://developer.pagerduty.com/docs/events-api-v2/trigger-events/).

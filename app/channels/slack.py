@@ -21,7 +21,7 @@ from app.channels.base import (
 )
 from app.channels.destinations import DestinationUrl
 from app.channels.errors import PermanentError
-from app.channels.formatting import EVENT_WORDS, headline
+from app.channels.formatting import ACKNOWLEDGE, EVENT_WORDS, ack_url, headline
 from app.channels.http import HttpAnswer, JsonPostSender
 from app.severity import level_of
 from app.status import Event
@@ -94,6 +94,10 @@ def slack_message(payload: dict[str, Any]) -> dict[str, Any]:
     timestamp = _epoch(payload.get("triggered_at"))
     if timestamp is not None:
         attachment["ts"] = timestamp
+    link = ack_url(payload)
+    if link:
+        # Slack's link syntax `<url|text>`: the URL is ours and URL-safe, no escaping needed.
+        attachment["text"] = f"{attachment['text']}\n<{link}|{ACKNOWLEDGE}>".lstrip("\n")
     return {"text": escape(headline(payload)), "attachments": [attachment]}
 
 

@@ -26,7 +26,7 @@ from app.channels.base import (
 )
 from app.channels.destinations import DestinationUrl
 from app.channels.errors import TransientError
-from app.channels.formatting import EVENT_WORDS, headline
+from app.channels.formatting import ACKNOWLEDGE, EVENT_WORDS, ack_url, headline
 from app.channels.http import HttpAnswer, JsonPostSender, classify, excerpt
 from app.severity import level_of
 from app.status import Event
@@ -89,6 +89,9 @@ def adaptive_card_message(payload: dict[str, Any]) -> dict[str, Any]:
             {"type": "FactSet", "facts": [{"title": title, "value": value} for title, value in _facts(payload)]},
         ],
     }
+    link = ack_url(payload)
+    if link:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": ACKNOWLEDGE, "url": link}]
     return {
         "type": "message",
         "attachments": [{"contentType": ADAPTIVE_CARD_CONTENT_TYPE, "contentUrl": None, "content": card}],
@@ -98,7 +101,7 @@ def adaptive_card_message(payload: dict[str, Any]) -> dict[str, Any]:
 def message_card(payload: dict[str, Any]) -> dict[str, Any]:
     """The connector webhook body: the seeds' MessageCard, with the alert's facts added."""
     severity = int(payload.get("severity") or 0)
-    return {
+    card: dict[str, Any] = {
         "@type": "MessageCard",
         "@context": "http://schema.org/extensions",
         "themeColor": theme_colour(severity),
@@ -111,6 +114,10 @@ def message_card(payload: dict[str, Any]) -> dict[str, Any]:
             }
         ],
     }
+    link = ack_url(payload)
+    if link:
+        card["potentialAction"] = [{"@type": "OpenUri", "name": ACKNOWLEDGE, "targets": [{"os": "default", "uri": link}]}]
+    return card
 
 
 def check_teams_answer(answer: HttpAnswer) -> None:

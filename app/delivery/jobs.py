@@ -76,6 +76,8 @@ class ClaimedJob:
     payload: dict[str, Any]
     # The channel's row (type, config, secrets, enabled, updated_at), or None if it is gone.
     channel: Any
+    # When the job's event happened (its acknowledge link expires 7 days later).
+    event_at: Any = None
 
     @property
     def token(self) -> str:
@@ -165,14 +167,14 @@ _CHANNEL_COLUMNS = (
     CHANNELS.c.channel_id, CHANNELS.c.tenant_id, CHANNELS.c.channel_type, CHANNELS.c.config,
     CHANNELS.c.encrypted_secrets, CHANNELS.c.is_enabled, CHANNELS.c.updated_at,
 )
-_SENDING_WITH = select(*_CHANNEL_COLUMNS, EVENTS.c.payload).select_from(EVENTS).outerjoin(
+_SENDING_WITH = select(*_CHANNEL_COLUMNS, EVENTS.c.payload, EVENTS.c.created_at.label("event_at")).select_from(EVENTS).outerjoin(
     CHANNELS, CHANNELS.c.channel_id == bindparam("p_channel_id")
 ).where(EVENTS.c.event_id == bindparam("p_event_id"))
 
 # PostgreSQL claims and reads what the attempt needs in one round trip.
 _claimed = _CLAIM.cte("claimed")
 _CLAIM_WITH_CHANNEL = (
-    select(_claimed, *_CHANNEL_COLUMNS[1:], EVENTS.c.payload)
+    select(_claimed, *_CHANNEL_COLUMNS[1:], EVENTS.c.payload, EVENTS.c.created_at.label("event_at"))
     .select_from(_claimed)
     .join(EVENTS, EVENTS.c.event_id == _claimed.c.event_id)
     .outerjoin(CHANNELS, CHANNELS.c.channel_id == _claimed.c.channel_id)
@@ -345,14 +347,14 @@ def claim(session: Session, job_id: int, settings: DeliverySettings) -> ClaimedJ
         if row is None:
             return None
         channel = row if row.channel_type is not None else None
-        payload = row.payload
+        payload, event_at = row.payload, row.event_at
     else:
         row = _run(session, _CLAIM, **params).first()
         if row is None:
             return None
         found = _run(session, _SENDING_WITH, channel_id=row.channel_id, event_id=row.event_id).first()
         channel = found if found.channel_type is not None else None
-        payload = found.payload
+        payload, event_at = found.payload, found.event_at
     return ClaimedJob(
         job_id=job_id,
         tenant_id=row.tenant_id,
@@ -363,6 +365,7 @@ def claim(session: Session, job_id: int, settings: DeliverySettings) -> ClaimedJ
         budget_attempt=row.attempts - row.attempts_at_replay,
         payload={**payload, "job_id": job_id},
         channel=channel,
+        event_at=event_at,
     )
 
 

@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -39,6 +40,10 @@ from app.delivery.records import AttemptFailed, AttemptRecord, RetryableAttemptF
 from app.dispatch import Dispatcher
 from app.models import HOLD_CHANNEL_BUSY, HOLD_CIRCUIT_OPEN, NotificationChannel
 from app.secrets import SecretBox, channel_config
+from app.status import Event
+
+if TYPE_CHECKING:
+    from app.acklinks import AckLinks
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,17 @@ def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+# The events whose notifications carry an acknowledge link.
+ACK_LINK_EVENTS = (Event.OPEN, Event.ESCALATED)
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A time read by a raw statement (SQLite gives text, without an offset): aware, in UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
 class Deliveries:
     """Attempts and outcomes of notification jobs in one process."""
 
@@ -91,8 +107,10 @@ class Deliveries:
         outbox: OutcomeOutbox,
         configs: ChannelConfigs,
         metrics: DeliveryMetrics | None = None,
+        ack_links: AckLinks | None = None,
     ):
         self.metrics = metrics
+        self.ack_links = ack_links
         self.db = db
         self.settings = settings
         self.admission = admission
@@ -141,6 +159,14 @@ class Deliveries:
         except DeliveryError as exc:
             return channel.channel_type, None, exc
 
+    def _payload(self, claimed: ClaimedJob) -> dict:
+        """The payload as sent: an OPEN or ESCALATED event carries its channel's acknowledge link."""
+        payload = claimed.payload
+        if self.ack_links is not None and payload.get("event_type") in ACK_LINK_EVENTS and claimed.event_at is not None:
+            url = self.ack_links.url(claimed.tenant_id, claimed.alert_id, claimed.channel_id, as_utc(claimed.event_at))
+            payload = {**payload, "ack_url": url}
+        return payload
+
     def _send(self, claimed: ClaimedJob, channel_type: str | None, config: Any, unusable: DeliveryError | None) -> AttemptRecord:
         started = time.perf_counter()
         failure: DeliveryError | None = unusable
@@ -148,7 +174,7 @@ class Deliveries:
         result = None
         if failure is None:
             try:
-                notification = Notification(payload=claimed.payload, message_id=str(claimed.job_id))
+                notification = Notification(payload=self._payload(claimed), message_id=str(claimed.job_id))
                 result = get_sender(channel_type).send(config, notification, SendContext(self.settings))
             except DeliveryError as exc:
                 failure, cause = exc, exc

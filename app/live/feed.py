@@ -177,6 +177,8 @@ class LiveFeed:
             self._alert_changed(event)
         elif event.get("kind") == "telemetry":
             self._telemetry_arrived(event)
+        elif event.get("kind") == "silences":
+            self._silences_changed(event)
 
     def _alert_changed(self, event: dict[str, Any]) -> None:
         tenant_id = event["tenant_id"]
@@ -185,6 +187,12 @@ class LiveFeed:
             return
         broadcast(listeners, {"type": "alert", "event": event.get("event"), "alert": event.get("alert")})
         self.refresher.schedule(tenant_id)
+
+    def _silences_changed(self, event: dict[str, Any]) -> None:
+        # Alert subscribers watch the on-call state, and silences are part of it.
+        listeners = self.hub.alert_listeners(event["tenant_id"])
+        if listeners:
+            broadcast(listeners, {"type": "silences", "action": event.get("action"), "silence": event.get("silence")})
 
     def _telemetry_arrived(self, event: dict[str, Any]) -> None:
         device_id = event.get("device_id")
