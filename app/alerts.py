@@ -32,6 +32,7 @@ from app.models import (
 from app.payload import notification_payload
 from app.routing import JOB_OUTCOMES, SUPPRESSED, THROTTLED, AlertFacts, RuleDecision, decide, effective_tags
 from app.severity import queue_for
+from app.tenant_routing import ROUTING
 from app.status import ACTIVE_ALERT_STATUSES, UNSENT_JOB_STATUSES, UNSETTLED_JOB_STATUSES, AlertStatus, Event, JobStatus
 
 # The predicate of the partial unique index `uq_alerts_active_fingerprint`, as a literal so
@@ -252,19 +253,6 @@ def alert_facts(session: Session, alert: Alert, device: Device | None = None) ->
     )
 
 
-def tenant_rules(session: Session, tenant_id: str, enabled_only: bool = True) -> tuple[list[RoutingRule], set[int]]:
-    """The tenant's routing rules and the ids of its enabled channels among theirs."""
-    stmt = (
-        select(RoutingRule, NotificationChannel.is_enabled)
-        .join(NotificationChannel, NotificationChannel.channel_id == RoutingRule.channel_id)
-        .where(RoutingRule.tenant_id == tenant_id)
-    )
-    if enabled_only:
-        stmt = stmt.where(RoutingRule.is_enabled.is_(True))
-    rows = session.execute(stmt).all()
-    return [rule for rule, _ in rows], {rule.channel_id for rule, channel_enabled in rows if channel_enabled}
-
-
 def _open_job_suppressed(session: Session, alert: Alert, channel_id: int) -> int | None:
     """The silence that suppressed this alert's OPEN on this channel, if it is still suppressed.
 
@@ -297,8 +285,12 @@ def route_event(
     the alert's OPEN was; without one (explain's hypothetical alert), they follow the
     silences and throttles in force now, as its OPEN would.
     """
-    rules, enabled = tenant_rules(session, tenant_id, enabled_only)
-    in_force = silences.candidates(session, tenant_id, now)
+    routing = ROUTING.get(session, tenant_id, now)
+    # Dispatch decides only the rules the alert's type can match (see `Routing`); explain
+    # answers for every rule, disabled ones included.
+    rules = routing.candidates(facts.alert_type) if enabled_only else routing.rules
+    enabled = routing.enabled_channels
+    in_force = silences.in_force(routing.silences, now)
 
     def silence_for(rule: RoutingRule) -> int | None:
         if alert is not None and event_type != Event.OPEN:

@@ -56,6 +56,9 @@ class Tenant(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Bumped by the database on every write to the tenant's rules, channels and silences
+    # (migration 0005's triggers): what a process's cached routing is checked against.
+    routing_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class User(Base):

@@ -154,3 +154,39 @@ def match_rules(
     """The matching rules, at most one per channel: the first by (priority, rule_id)."""
     decisions = decide(rules, alert, event_type, enabled_channels, lambda rule: None, lambda rule: False)
     return [decision.rule for decision in decisions if decision.outcome == SEND]
+
+
+# A tenant's routing, held between alerts --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Routing:
+    """One tenant's rules, the ids of its enabled channels and its silences, as of `version`.
+
+    Rules are in dispatch order (priority, then rule_id) and indexed by their `alert_type`, so
+    dispatch decides only the rules an alert can match: a rule for another alert type fails
+    its `alert_type` filter whatever else it says, and can neither match nor shadow anything.
+    With 10,000 rules that is the difference between milliseconds and tens of milliseconds.
+    """
+
+    version: int
+    rules: tuple[Any, ...]
+    enabled_channels: frozenset[int]
+    silences: tuple[Any, ...]
+    by_type: Mapping[str | None, tuple[Any, ...]]
+
+    @classmethod
+    def of(cls, version: int, rules: Iterable[Any], enabled_channels: Iterable[int], silences: Iterable[Any]) -> "Routing":
+        ordered = tuple(sorted(rules, key=lambda r: (r.priority, r.rule_id)))
+        by_type: dict[str | None, list[Any]] = {}
+        for rule in ordered:
+            by_type.setdefault(rule.alert_type or None, []).append(rule)
+        return cls(version, ordered, frozenset(enabled_channels), tuple(silences), {k: tuple(v) for k, v in by_type.items()})
+
+    def candidates(self, alert_type: str) -> list[Any]:
+        """The rules an alert of `alert_type` may match, in dispatch order."""
+        typed = self.by_type.get(alert_type, ())
+        untyped = self.by_type.get(None, ())
+        if not typed or not untyped:
+            return list(typed or untyped)
+        return sorted((*typed, *untyped), key=lambda r: (r.priority, r.rule_id))

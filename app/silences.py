@@ -147,6 +147,11 @@ def silence_for(silences: Iterable[Any], alert: AlertFacts, channel_id: int, now
     return None
 
 
+def in_force(silences: Iterable[Any], now: datetime) -> list[Any]:
+    """Those of `silences` that may hold at `now` (started, not ended); `holds` decides."""
+    return [s for s in silences if s.starts_at <= now and (s.ends_at is None or s.ends_at > now)]
+
+
 def candidates(session: Session, tenant_id: str, now: datetime) -> list[Silence]:
     """The tenant's silences that may hold at `now` (started, not ended); `holds` decides."""
     return list(

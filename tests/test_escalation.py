@@ -210,7 +210,7 @@ def test_pagerduty_gets_an_escalation_as_a_trigger_with_the_same_dedup_key(api, 
 
 
 def test_an_escalation_reaches_live_subscribers(api, owner, stack, receiver):
-    web = WebServer("escalation", {"CELERY_BROKER_URL": stack.broker_url})
+    web = WebServer("escalation", {"CELERY_BROKER_URL": stack.broker_url, "REDIS_URL": stack.broker_url})
     web.start()
     try:
         first = hook(api, owner, receiver, "/first")

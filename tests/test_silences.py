@@ -243,7 +243,7 @@ def test_silence_changes_reach_live_subscribers_of_their_tenant_only(stack, owne
 
     from tests.webserver import WebServer
 
-    web = WebServer("silences", {"CELERY_BROKER_URL": stack.broker_url})
+    web = WebServer("silences", {"CELERY_BROKER_URL": stack.broker_url, "REDIS_URL": stack.broker_url})
     web.start()
     try:
         other = stack.tenant()
