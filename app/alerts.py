@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app import silences
 from app.config import DeliverySettings
-from app.db import db_now, insert_for
+from app.db import db_now, insert_for, is_postgres
 from app.delivery.jobs import feed_tenant
 from app.models import (
     Alert,
@@ -367,8 +368,6 @@ def create_jobs(
                 "queue": queue,
                 "attempts": 0,
                 "attempts_at_replay": 0,
-                # Due by the database's clock, which every later comparison uses.
-                "next_attempt_at": db_now(session),
                 "last_error": why,
                 # Only an OPEN's suppression may end in a release (the others follow it).
                 "silence_id": decision.silence_id or None if event_type == Event.OPEN else None,
@@ -376,13 +375,24 @@ def create_jobs(
                 "updated_at": now,
             }
         )
-    inserted = session.execute(
-        insert_for(session)(NotificationJob)
-        .values(values)
+    # One statement compiled once, the rows as its parameters (SQLAlchemy's "insertmanyvalues"
+    # sends them as one multi-row INSERT): building a multi-row VALUES per event compiled it
+    # anew each time, the largest cost of an alert's ingest.
+    inserted = session.execute(_INSERT_JOBS[is_postgres(session)], values).all()
+    return sorted(NewJob(row.job_id, queue, row.status) for row in inserted)
+
+
+def _insert_jobs(insert):
+    return (
+        insert(NotificationJob.__table__)
+        # Due by the database's clock, which every later comparison uses.
+        .values(next_attempt_at=db_now())
         .on_conflict_do_nothing(index_elements=["tenant_id", "alert_id", "channel_id", "event_type", "escalation_step"])
         .returning(NotificationJob.job_id, NotificationJob.status)
-    ).all()
-    return sorted(NewJob(row.job_id, queue, row.status) for row in inserted)
+    )
+
+
+_INSERT_JOBS = {True: _insert_jobs(postgresql.insert), False: _insert_jobs(sqlite.insert)}
 
 
 def jobs_to_send(session: Session, outcome: AlertOutcome, settings: DeliverySettings) -> list[tuple[int, str]]:
@@ -393,6 +403,9 @@ def jobs_to_send(session: Session, outcome: AlertOutcome, settings: DeliverySett
     """
     if not outcome.jobs_to_send:
         return []
+    if outcome.created:
+        # A new alert has no earlier event whose jobs could be settling.
+        return feed_tenant(session, outcome.alert.tenant_id, outcome.jobs_to_send[0].queue, settings)
     # An earlier event of this alert may be settling right now in another transaction, which
     # looks for a successor to release before this one commits. Waiting for the earlier jobs'
     # row locks makes one of the two see the other: either its outcome is committed before
