@@ -1,20 +1,24 @@
 """Passwords, JWTs, the roles of the API, and who may open the live feed.
 
 HS256 tokens are issued by Pulse and signed with SECRET_KEY's UTF-8 bytes; RS256 tokens from
-an external identity provider are accepted when JWT_PUBLIC_KEY is set (with JWT_ISSUER and
-JWT_AUDIENCE checked when given). The algorithm list is pinned per key, `exp` and `iat` are
-required, and `exp` has at most 30 seconds of leeway.
+an external identity provider are accepted when JWT_PUBLIC_KEY is set, and must carry the
+configured JWT_ISSUER and JWT_AUDIENCE (the settings refuse a public key without both). The
+algorithm is pinned per key: an HS256 token is only ever checked against SECRET_KEY, so one
+"signed" with the public key's text is forged. `exp`, `iat` and `sub` are required, `exp`
+has at most 30 seconds of leeway, and `tenant_id` must be a tenant name (app.tenants).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import jwt
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.config import Settings
+from app.tenants import TENANT_NAME_RULE, is_tenant_name
 
 ROLES = ("customer_admin", "customer_viewer")
 # Close codes of the live feed's handshake (DESIGN §8).
@@ -22,6 +26,8 @@ CLOSE_UNAUTHENTICATED = 4001
 CLOSE_FORBIDDEN = 4003
 # Checked by PyJWT; `tenant_id` and `role` are checked after the signature (see MissingScope).
 REQUIRED_CLAIMS = ["exp", "iat", "sub"]
+# An identity provider's tokens must also say who issued them and for whom.
+REQUIRED_IDP_CLAIMS = [*REQUIRED_CLAIMS, "iss", "aud"]
 LEEWAY_SECONDS = 30
 
 
@@ -87,7 +93,7 @@ def decode_token(settings: Settings, token: str) -> dict:
                 token,
                 settings.jwt_public_key,
                 algorithms=["RS256"],
-                options={**options, "verify_aud": settings.jwt_audience is not None},
+                options={"require": REQUIRED_IDP_CLAIMS},
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
                 leeway=LEEWAY_SECONDS,
@@ -109,6 +115,8 @@ def decode_token(settings: Settings, token: str) -> dict:
     for claim in ("tenant_id", "role"):
         if not _non_empty_string(claims.get(claim)):
             raise MissingScope(f"invalid token: claim {claim!r} must be a non-empty string")
+    if not is_tenant_name(claims["tenant_id"]):
+        raise InvalidToken(f"invalid token: claim 'tenant_id' is not a tenant name ({TENANT_NAME_RULE})")
     return claims
 
 
@@ -129,10 +137,11 @@ class Refused(Exception):
         self.reason = reason
 
 
-def authorize(settings: Settings, token: str | None) -> Principal:
+def authorize(settings: Settings, token: str | None, tenant_exists: Callable[[str], bool]) -> Principal:
     """The caller named by the `?token=` of a feed connection; Refused(4001 or 4003) otherwise.
 
-    4001: no token, or one that is malformed, forged or expired. 4003: a genuine token whose
+    4001: no token, or one that is malformed, forged, expired or names a tenant that does not
+    exist (`tenant_exists` says). 4003: a genuine token whose
     role is not a customer role, or that names no tenant (the REST API answers such a token
     with 401; the feed's contract tells the two apart).
     """
@@ -146,4 +155,6 @@ def authorize(settings: Settings, token: str | None) -> Principal:
         raise Refused(CLOSE_UNAUTHENTICATED, str(exc)) from None
     if claims["role"] not in ROLES:
         raise Refused(CLOSE_FORBIDDEN, f"role {claims['role']!r} has no access to the live feed")
+    if not tenant_exists(claims["tenant_id"]):
+        raise Refused(CLOSE_UNAUTHENTICATED, "the token names a tenant that does not exist")
     return principal_from_claims(claims)

@@ -102,6 +102,7 @@ class Environment(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True)
 
     DATABASE_URL: str = "sqlite:///instance/pulse.db"
+    MIGRATION_DATABASE_URL: str | None = None
     REDIS_URL: str | None = None
     CELERY_BROKER_URL: str | None = None
     SECRET_KEY: str | None = None
@@ -127,6 +128,7 @@ class Environment(BaseSettings):
 
     RATE_LIMIT_INGEST: str = "6000/minute"
     RATE_LIMIT_AUTH: str = "10/minute"
+    TRUSTED_PROXY_HOPS: int = Field(0, ge=0, le=10)
 
     HOST: str = "127.0.0.1"
     PORT: int = Field(8000, ge=1, le=65535)
@@ -145,6 +147,20 @@ class Environment(BaseSettings):
     SWEEP_INTERVAL_SECONDS: float = Field(30, gt=0)
     PULSE_RETENTION_DAYS: int = Field(30, ge=1)
     PULSE_LOG_FORMAT: str = "json"
+
+    @field_validator("RATE_LIMIT_INGEST", "RATE_LIMIT_AUTH")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == "off":
+            return "off"
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("must be a rate such as 10/minute or 100 per hour, or off") from None
+        return value
 
     @field_validator("PULSE_LOG_FORMAT")
     @classmethod
@@ -213,6 +229,9 @@ class Settings:
     redis_url: str
     broker_url: str
     secret_key: str
+    # Alembic connects as the schema's owner; the processes connect with `database_url`, as
+    # a role that row-level security binds (see README, Deploying).
+    migration_database_url: str = ""
     jwt_public_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -220,6 +239,8 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     rate_limit_ingest: str = "6000/minute"
     rate_limit_auth: str = "10/minute"
+    # X-Forwarded-For entries added by proxies Pulse trusts; 0: the peer address is the client.
+    trusted_proxy_hops: int = 0
     public_url: str = "http://127.0.0.1:8000"
     worker_metrics_port: int = 9808
     telemetry_backend: str = "sql"
@@ -249,9 +270,15 @@ class Settings:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
             raise ConfigurationError(f"invalid configuration: {problems}") from None
+        if env.JWT_PUBLIC_KEY and not (env.JWT_ISSUER and env.JWT_AUDIENCE):
+            # An identity provider's tokens are only as narrow as the claims checked: without
+            # both, a token it issued for another application would be accepted here.
+            missing = " and ".join(name for name in ("JWT_ISSUER", "JWT_AUDIENCE") if not getattr(env, name))
+            raise ConfigurationError(f"invalid configuration: JWT_PUBLIC_KEY is set, so {missing} must be set too")
         redis_url = env.REDIS_URL or "unix://" + str(embedded_redis_socket())
         return cls(
             database_url=normalise_database_url(env.DATABASE_URL),
+            migration_database_url=normalise_database_url(env.MIGRATION_DATABASE_URL or env.DATABASE_URL),
             redis_url=redis_url,
             broker_url=broker_url_for_redis(env.CELERY_BROKER_URL or redis_url),
             secret_key=_secret_key(env.SECRET_KEY),
@@ -277,6 +304,7 @@ class Settings:
             ),
             rate_limit_ingest=env.RATE_LIMIT_INGEST,
             rate_limit_auth=env.RATE_LIMIT_AUTH,
+            trusted_proxy_hops=env.TRUSTED_PROXY_HOPS,
             public_url=(env.PUBLIC_URL or f"http://{env.HOST}:{env.PORT}").rstrip("/"),
             worker_metrics_port=env.WORKER_METRICS_PORT,
             telemetry_backend=env.TELEMETRY_BACKEND,

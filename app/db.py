@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import namedtuple
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timezone
 from typing import Any, Iterator
 
@@ -16,8 +16,31 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
-# The value of `app.tenant_id` for Pulse's own cross-tenant work (the sweeper, login).
+from app.tenants import is_tenant_name
+
+# The value of `app.tenant_id` for Pulse's own cross-tenant work (the sweeper, login). No
+# tenant is named `*` (app.tenants), and only `Database.system_scope` sets it.
 SYSTEM_SCOPE = "*"
+
+
+def tenant_scope(tenant_id: str) -> str:
+    """`tenant_id` as a transaction's scope; ValueError for anything that is not a tenant name.
+
+    There is no default and no fallback to the wildcard: a caller that lost its tenant fails
+    here instead of running across every tenant's rows.
+    """
+    if not is_tenant_name(tenant_id):
+        raise ValueError(
+            f"{tenant_id!r} is not a tenant: cross-tenant work names itself with Database.system_scope(task)"
+        )
+    return tenant_id
+
+
+def system_task(task: str) -> str:
+    """The name a cross-tenant unit of work gives itself (`sweeper`, `login`, ...)."""
+    if not (isinstance(task, str) and task.strip()):
+        raise ValueError("a system scope must name the task it serves")
+    return task
 
 
 def make_engine(url: str) -> Engine:
@@ -39,7 +62,12 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    """One engine and its session factory; `session(tenant_id)` opens a tenant-scoped unit of work."""
+    """One engine and its session factory; `session(tenant_id)` opens a tenant-scoped unit of work.
+
+    Every unit of work is bound to one tenant. Pulse's own cross-tenant tasks (the sweeper,
+    claiming a job by its id, login, maintenance) open theirs with `system_scope(task)` /
+    `system_work(task)`, naming themselves; nothing else can reach the wildcard scope.
+    """
 
     def __init__(self, url: str):
         self.url = url
@@ -49,11 +77,19 @@ class Database:
         if self.is_postgres:
             event.listen(self._factory, "after_begin", _set_tenant_scope)
 
-    @contextmanager
-    def session(self, tenant_id: str | None = SYSTEM_SCOPE) -> Iterator[Session]:
+    def session(self, tenant_id: str) -> AbstractContextManager[Session]:
         """A session committed on success and rolled back on error, bound to one tenant."""
+        return self._session(tenant_scope(tenant_id), None)
+
+    def system_scope(self, task: str) -> AbstractContextManager[Session]:
+        """A session across every tenant, for Pulse's own task `task` (it says so in the name)."""
+        return self._session(SYSTEM_SCOPE, system_task(task))
+
+    @contextmanager
+    def _session(self, scope: str, task: str | None) -> Iterator[Session]:
         session = self._factory()
-        session.info["tenant_id"] = tenant_id or SYSTEM_SCOPE
+        session.info["tenant_id"] = scope
+        session.info["system_task"] = task
         try:
             yield session
             session.commit()
@@ -63,8 +99,16 @@ class Database:
         finally:
             session.close()
 
+    def work(self, tenant_id: str) -> AbstractContextManager[Session | Work]:
+        """The delivery path's unit of work for one tenant (see `_work`)."""
+        return self._work(tenant_scope(tenant_id), None)
+
+    def system_work(self, task: str) -> AbstractContextManager[Session | Work]:
+        """The delivery path's unit of work across every tenant, for Pulse's own task `task`."""
+        return self._work(SYSTEM_SCOPE, system_task(task))
+
     @contextmanager
-    def work(self, tenant_id: str) -> Iterator[Session | Work]:
+    def _work(self, scope: str, task: str | None) -> Iterator[Session | Work]:
         """A unit of work for the delivery path: statements compiled once, run on the driver.
 
         On PostgreSQL it is a transaction on one pooled connection whose statements skip
@@ -72,12 +116,12 @@ class Database:
         scope set by the first statement itself; elsewhere it is a plain session.
         """
         if not self.is_postgres:
-            with self.session(tenant_id) as session:
+            with self._session(scope, task) as session:
                 yield session
             return
         connection = self.engine.raw_connection()
         try:
-            work = Work(connection, tenant_id or SYSTEM_SCOPE)
+            work = Work(connection, scope)
             yield work
             connection.commit()
         except BaseException:
@@ -103,7 +147,7 @@ def _set_tenant_scope(session: Session, _transaction, connection) -> None:
     # Local to the transaction: a pooled connection never carries one tenant's scope to another.
     connection.execute(
         text("SELECT set_config('app.tenant_id', :tenant, true)"),
-        {"tenant": session.info.get("tenant_id", SYSTEM_SCOPE)},
+        {"tenant": session.info["tenant_id"]},
     )
 
 

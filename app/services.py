@@ -26,6 +26,7 @@ from app.dispatch import CeleryEnqueuer, Dispatcher
 from app.events import EventPublisher
 from app.maintenance import sweep_grace
 from app.secrets import SecretBox
+from app.tenants import KnownTenants
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -42,6 +43,11 @@ class Services:
     @cached_property
     def db(self) -> Database:
         return Database(self.settings.database_url)
+
+    @cached_property
+    def tenants(self) -> KnownTenants:
+        """Which tenants exist: a token naming any other is refused."""
+        return KnownTenants(self.db)
 
     @cached_property
     def box(self) -> SecretBox:

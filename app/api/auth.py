@@ -6,7 +6,6 @@ from flask import Blueprint
 
 from app.api.operations import operation
 from app.auth import dummy_verify, issue_token, verify_password
-from app.db import SYSTEM_SCOPE
 from app.models import User
 from app.problems import Problem
 from app.schemas import TokenRequest
@@ -22,7 +21,7 @@ def token(body: TokenRequest):
     """Exchange email and password for a bearer token"""
     state = pulse()
     # Login happens before the tenant is known: Pulse's own scope reads the user.
-    with state.db.session(SYSTEM_SCOPE) as session:
+    with state.db.system_scope("login") as session:
         user = session.get(User, body.email.strip().lower())
         if user is None:
             dummy_verify(body.password)

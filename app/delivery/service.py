@@ -19,7 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.channels import DeliveryError, Notification, PermanentError, SendContext, TransientError, get_sender
 from app.config import DeliverySettings
-from app.db import SYSTEM_SCOPE, Database
+from app.db import Database
 from app.delivery import admission as outcomes
 from app.delivery.admission import Admission, ChannelAdmission
 from app.delivery.jobs import (
@@ -110,7 +110,7 @@ class Deliveries:
         """
         # The job's tenant is not known before it is read: the claim is the delivery
         # worker's own cross-tenant step (it names the job by its id).
-        with self.db.work(SYSTEM_SCOPE) as session:
+        with self.db.system_work("claim") as session:
             claimed = claim(session, job_id, self.settings)
             if claimed is None:
                 freed = consumed_without_claim(session, job_id)
@@ -266,7 +266,7 @@ class Deliveries:
 
     def reopen(self, channel_id: int) -> None:
         """The channel's circuit closed: its jobs held for the circuit go out at its pace."""
-        with self.db.session(SYSTEM_SCOPE) as session:
+        with self.db.system_scope("circuit-reopen") as session:
             channel = session.get(NotificationChannel, channel_id)
             if channel is None:
                 return
