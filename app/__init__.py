@@ -14,7 +14,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """The Flask application: REST API, WebSocket, web UI, health and metrics."""
-    from app import api, cli, health, problems, telemetry, ui, web
+    from app import api, cli, health, problems, rate_limits, telemetry, ui, web
     from app.live import ws
     from app.services import Services
 
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     problems.init_app(app)
     ws.init_app(app)
     api.init_app(app)
+    rate_limits.init_app(app, settings)
     health.init_app(app)
     ui.init_app(app)
     cli.init_app(app)

@@ -61,6 +61,10 @@ def pytest_configure(config):
             "PULSE_LOG_FORMAT": "text",
             # Many workers run at once here: only the metrics test gives one a port.
             "WORKER_METRICS_PORT": "0",
+            # The limiter runs in every test, high enough that none but the rate-limit tests
+            # (which set their own, low, on tenants and addresses of their own) reaches it.
+            "RATE_LIMIT_INGEST": "1000000/minute",
+            "RATE_LIMIT_AUTH": "1000000/minute",
         }
     )
 

@@ -16,7 +16,7 @@ bp = Blueprint("auth", __name__)
 
 
 @bp.post("/auth/token", endpoint="token")
-@operation(Token, body=TokenRequest, errors=(401,))
+@operation(Token, body=TokenRequest, errors=(401, 429))
 def token(body: TokenRequest):
     """Exchange email and password for a bearer token"""
     state = pulse()
