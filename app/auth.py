@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import jwt
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
 
 from app.config import Settings
 from app.tenants import TENANT_NAME_RULE, is_tenant_name
@@ -56,20 +56,9 @@ class Principal:
 
 
 def hash_password(password: str) -> str:
-    """A salted scrypt hash (werkzeug's default)."""
+    """A salted scrypt hash (werkzeug's default), made inline: for the CLI, not the web process
+    (which uses app.passwords.PasswordHasher)."""
     return generate_password_hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    return check_password_hash(password_hash, password)
-
-
-# A hash to compare against when the email is unknown, so timing does not reveal which emails exist.
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
-
-
-def dummy_verify(password: str) -> None:
-    check_password_hash(_DUMMY_HASH, password)
 
 
 def issue_token(settings: Settings, subject: str, tenant_id: str, role: str, ttl: int | None = None) -> tuple[str, int]:

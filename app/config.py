@@ -129,6 +129,7 @@ class Environment(BaseSettings):
     RATE_LIMIT_INGEST: str = "6000/minute"
     RATE_LIMIT_AUTH: str = "10/minute"
     TRUSTED_PROXY_HOPS: int = Field(0, ge=0, le=10)
+    PULSE_PASSWORD_THREADS: int = Field(2, ge=1, le=64)
 
     HOST: str = "127.0.0.1"
     PORT: int = Field(8000, ge=1, le=65535)
@@ -241,6 +242,8 @@ class Settings:
     rate_limit_auth: str = "10/minute"
     # X-Forwarded-For entries added by proxies Pulse trusts; 0: the peer address is the client.
     trusted_proxy_hops: int = 0
+    # Native threads that check passwords in the web process (app.passwords).
+    password_threads: int = 2
     public_url: str = "http://127.0.0.1:8000"
     worker_metrics_port: int = 9808
     telemetry_backend: str = "sql"
@@ -305,6 +308,7 @@ class Settings:
             rate_limit_ingest=env.RATE_LIMIT_INGEST,
             rate_limit_auth=env.RATE_LIMIT_AUTH,
             trusted_proxy_hops=env.TRUSTED_PROXY_HOPS,
+            password_threads=env.PULSE_PASSWORD_THREADS,
             public_url=(env.PUBLIC_URL or f"http://{env.HOST}:{env.PORT}").rstrip("/"),
             worker_metrics_port=env.WORKER_METRICS_PORT,
             telemetry_backend=env.TELEMETRY_BACKEND,

@@ -25,6 +25,7 @@ from app.delivery.sweep import Sweeper, Watermarks
 from app.dispatch import CeleryEnqueuer, Dispatcher
 from app.events import EventPublisher
 from app.maintenance import sweep_grace
+from app.passwords import PasswordHasher
 from app.secrets import SecretBox
 from app.tenants import KnownTenants
 
@@ -48,6 +49,11 @@ class Services:
     def tenants(self) -> KnownTenants:
         """Which tenants exist: a token naming any other is refused."""
         return KnownTenants(self.db)
+
+    @cached_property
+    def passwords(self) -> PasswordHasher:
+        """Password checks off the event loop, `password_threads` at a time."""
+        return PasswordHasher(self.settings.password_threads)
 
     @cached_property
     def box(self) -> SecretBox:
