@@ -24,7 +24,9 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     if test_config:
         app.config.update(test_config)
-    web.init_app(app, Services(settings))
+    services = Services(settings)
+    web.init_app(app, services)
+    services.db.warn_if_rls_bypassed("the web process")
     telemetry.init_app(app)
     problems.init_app(app)
     ws.init_app(app)

@@ -238,7 +238,11 @@ def create_jobs(
     rows = session.execute(
         select(RoutingRule, NotificationChannel.is_enabled)
         .join(NotificationChannel, NotificationChannel.channel_id == RoutingRule.channel_id)
-        .where(RoutingRule.tenant_id == alert.tenant_id, RoutingRule.is_enabled.is_(True))
+        .where(
+            RoutingRule.tenant_id == alert.tenant_id,
+            RoutingRule.is_enabled.is_(True),
+            NotificationChannel.deleted_at.is_(None),
+        )
     ).all()
     if not rows:
         return []

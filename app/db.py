@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import namedtuple
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timezone
@@ -17,6 +18,8 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
 from app.tenants import is_tenant_name
+
+log = logging.getLogger(__name__)
 
 # The value of `app.tenant_id` for Pulse's own cross-tenant work (the sweeper, login). No
 # tenant is named `*` (app.tenants), and only `Database.system_scope` sets it.
@@ -132,6 +135,43 @@ class Database:
             raise
         finally:
             connection.close()
+
+    def rls_bypass(self) -> str | None:
+        """Why this connection's role is not bound by row-level security, or None when it is.
+
+        A superuser and a role with BYPASSRLS skip every policy; the owner of the tables is
+        bound only because the migrations FORCE the policies. SQLite has no such thing.
+        """
+        if not self.is_postgres:
+            return None
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                text("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            ).first()
+        if row is None:
+            return None
+        role, superuser, bypass = row
+        if superuser:
+            return f"role {role!r} is a superuser"
+        if bypass:
+            return f"role {role!r} has BYPASSRLS"
+        return None
+
+    def warn_if_rls_bypassed(self, process: str) -> None:
+        """Log a warning at start when row-level security would not hold for this process."""
+        try:
+            reason = self.rls_bypass()
+        except Exception as exc:  # the database may be down at start; readiness reports that
+            log.warning("%s could not check its database role: %s", process, type(exc).__name__)
+            return
+        if reason:
+            log.warning(
+                "%s connects to the database as a role that bypasses row-level security (%s): "
+                "tenant isolation rests on the application's queries alone; connect as a role "
+                "that is neither superuser nor BYPASSRLS (see README, Deploying)",
+                process,
+                reason,
+            )
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

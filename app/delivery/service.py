@@ -134,6 +134,8 @@ class Deliveries:
         channel = claimed.channel
         if channel is None:
             return None, None, PermanentError("the channel no longer exists")
+        if channel.deleted_at is not None:
+            return channel.channel_type, None, PermanentError("the channel was deleted")
         if not channel.is_enabled:
             return channel.channel_type, None, PermanentError("the channel is disabled")
         try:
