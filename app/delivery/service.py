@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import psycopg2
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.channels import DeliveryError, Notification, PermanentError, SendContext, TransientError, get_sender
@@ -42,7 +43,9 @@ from app.secrets import SecretBox, channel_config
 
 log = logging.getLogger(__name__)
 
-DATABASE_ERRORS = (OperationalError, InterfaceError)
+# The delivery path runs on the driver (Database.work): its errors arrive as psycopg2's own,
+# not wrapped by SQLAlchemy.
+DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg2.OperationalError, psycopg2.InterfaceError)
 # How long the results hook keeps trying the database before it hands the outcome over.
 RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 
