@@ -1,7 +1,8 @@
 """Passwords, JWTs, the roles of the API, and who may open the live feed.
 
 HS256 tokens are issued by Pulse and signed with SECRET_KEY's UTF-8 bytes; RS256 tokens from
-an external identity provider are accepted when JWT_PUBLIC_KEY is set, and must carry the
+an external identity provider are accepted when JWT_PUBLIC_KEY is set (or JWT_JWKS_URL, whose
+key set is fetched and cached, the key chosen by the token's `kid`), and must carry the
 configured JWT_ISSUER and JWT_AUDIENCE (the settings refuse a public key without both). The
 algorithm is pinned per key: an HS256 token is only ever checked against SECRET_KEY, so one
 "signed" with the public key's text is forged. `exp`, `iat` and `sub` are required, `exp`
@@ -10,6 +11,7 @@ has at most 30 seconds of leeway, and `tenant_id` must be a tenant name (app.ten
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -77,10 +79,10 @@ def decode_token(settings: Settings, token: str) -> dict:
         raise InvalidToken("malformed token") from None
     options = {"require": REQUIRED_CLAIMS}
     try:
-        if header.get("alg") == "RS256" and settings.jwt_public_key:
+        if header.get("alg") == "RS256" and (settings.jwt_public_key or settings.jwt_jwks_url):
             claims = jwt.decode(
                 token,
-                settings.jwt_public_key,
+                settings.jwt_public_key or _jwks_client(settings.jwt_jwks_url).get_signing_key_from_jwt(token).key,
                 algorithms=["RS256"],
                 options={"require": REQUIRED_IDP_CLAIMS},
                 audience=settings.jwt_audience,
@@ -107,6 +109,12 @@ def decode_token(settings: Settings, token: str) -> dict:
     if not is_tenant_name(claims["tenant_id"]):
         raise InvalidToken(f"invalid token: claim 'tenant_id' is not a tenant name ({TENANT_NAME_RULE})")
     return claims
+
+
+@functools.lru_cache(maxsize=4)
+def _jwks_client(url: str) -> jwt.PyJWKClient:
+    """One client per JWKS URL and process: it caches the key set (5 minutes) between tokens."""
+    return jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=300, timeout=5)
 
 
 def _non_empty_string(value: object) -> bool:

@@ -109,6 +109,7 @@ class Environment(BaseSettings):
     JWT_PUBLIC_KEY: str | None = None
     JWT_ISSUER: str | None = None
     JWT_AUDIENCE: str | None = None
+    JWT_JWKS_URL: str | None = None
     PULSE_TOKEN_TTL_SECONDS: int = Field(3600, ge=60)
 
     DELIVERY_MAX_ATTEMPTS: int = Field(5, ge=1, le=100)
@@ -236,6 +237,8 @@ class Settings:
     jwt_public_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # The identity provider's JWKS document, when its keys are fetched rather than configured.
+    jwt_jwks_url: str | None = None
     token_ttl_seconds: int = 3600
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     rate_limit_ingest: str = "6000/minute"
@@ -273,11 +276,12 @@ class Settings:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
             raise ConfigurationError(f"invalid configuration: {problems}") from None
-        if env.JWT_PUBLIC_KEY and not (env.JWT_ISSUER and env.JWT_AUDIENCE):
-            # An identity provider's tokens are only as narrow as the claims checked: without
-            # both, a token it issued for another application would be accepted here.
-            missing = " and ".join(name for name in ("JWT_ISSUER", "JWT_AUDIENCE") if not getattr(env, name))
-            raise ConfigurationError(f"invalid configuration: JWT_PUBLIC_KEY is set, so {missing} must be set too")
+        for key_source in ("JWT_PUBLIC_KEY", "JWT_JWKS_URL"):
+            if getattr(env, key_source) and not (env.JWT_ISSUER and env.JWT_AUDIENCE):
+                # An identity provider's tokens are only as narrow as the claims checked: without
+                # both, a token it issued for another application would be accepted here.
+                missing = " and ".join(name for name in ("JWT_ISSUER", "JWT_AUDIENCE") if not getattr(env, name))
+                raise ConfigurationError(f"invalid configuration: {key_source} is set, so {missing} must be set too")
         redis_url = env.REDIS_URL or "unix://" + str(embedded_redis_socket())
         return cls(
             database_url=normalise_database_url(env.DATABASE_URL),
@@ -288,6 +292,7 @@ class Settings:
             jwt_public_key=env.JWT_PUBLIC_KEY,
             jwt_issuer=env.JWT_ISSUER,
             jwt_audience=env.JWT_AUDIENCE,
+            jwt_jwks_url=env.JWT_JWKS_URL,
             token_ttl_seconds=env.PULSE_TOKEN_TTL_SECONDS,
             delivery=DeliverySettings(
                 max_attempts=env.DELIVERY_MAX_ATTEMPTS,

@@ -39,11 +39,15 @@ def tenant_scope(tenant_id: str) -> str:
     return tenant_id
 
 
-def system_task(task: str) -> str:
-    """The name a cross-tenant unit of work gives itself (`sweeper`, `login`, ...)."""
+def system_scope_for(task: str) -> str:
+    """The wildcard scope, for the cross-tenant task `task` (`sweeper`, `login`, ...).
+
+    The name is required so that every use of the wildcard says, where it is written, which of
+    Pulse's own tasks it serves (and can be found by searching for `system_scope(`).
+    """
     if not (isinstance(task, str) and task.strip()):
         raise ValueError("a system scope must name the task it serves")
-    return task
+    return SYSTEM_SCOPE
 
 
 def make_engine(url: str) -> Engine:
@@ -82,17 +86,16 @@ class Database:
 
     def session(self, tenant_id: str) -> AbstractContextManager[Session]:
         """A session committed on success and rolled back on error, bound to one tenant."""
-        return self._session(tenant_scope(tenant_id), None)
+        return self._session(tenant_scope(tenant_id))
 
     def system_scope(self, task: str) -> AbstractContextManager[Session]:
         """A session across every tenant, for Pulse's own task `task` (it says so in the name)."""
-        return self._session(SYSTEM_SCOPE, system_task(task))
+        return self._session(system_scope_for(task))
 
     @contextmanager
-    def _session(self, scope: str, task: str | None) -> Iterator[Session]:
+    def _session(self, scope: str) -> Iterator[Session]:
         session = self._factory()
         session.info["tenant_id"] = scope
-        session.info["system_task"] = task
         try:
             yield session
             session.commit()
@@ -104,14 +107,14 @@ class Database:
 
     def work(self, tenant_id: str) -> AbstractContextManager[Session | Work]:
         """The delivery path's unit of work for one tenant (see `_work`)."""
-        return self._work(tenant_scope(tenant_id), None)
+        return self._work(tenant_scope(tenant_id))
 
     def system_work(self, task: str) -> AbstractContextManager[Session | Work]:
         """The delivery path's unit of work across every tenant, for Pulse's own task `task`."""
-        return self._work(SYSTEM_SCOPE, system_task(task))
+        return self._work(system_scope_for(task))
 
     @contextmanager
-    def _work(self, scope: str, task: str | None) -> Iterator[Session | Work]:
+    def _work(self, scope: str) -> Iterator[Session | Work]:
         """A unit of work for the delivery path: statements compiled once, run on the driver.
 
         On PostgreSQL it is a transaction on one pooled connection whose statements skip
@@ -119,7 +122,7 @@ class Database:
         scope set by the first statement itself; elsewhere it is a plain session.
         """
         if not self.is_postgres:
-            with self._session(scope, task) as session:
+            with self._session(scope) as session:
                 yield session
             return
         connection = self.engine.raw_connection()

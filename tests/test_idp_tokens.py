@@ -129,3 +129,40 @@ def test_a_process_with_a_public_key_and_no_issuer_refuses_to_start(keys):
 def test_the_settings_keep_issuer_and_audience(keys):
     settings = settings_with({"JWT_PUBLIC_KEY": keys[1], "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE})
     assert (settings.jwt_issuer, settings.jwt_audience) == (ISSUER, AUDIENCE)
+
+
+# Keys from the identity provider's JWKS document -------------------------------------------
+
+@pytest.fixture
+def jwks_app(keys, http_peer):
+    from app import create_app
+
+    public_key = serialization.load_pem_public_key(keys[1].encode())
+    jwk = {**jwt.algorithms.RSAAlgorithm.to_jwk(public_key, as_dict=True), "kid": "key-1", "use": "sig", "alg": "RS256"}
+    http_peer.expect_request("/.well-known/jwks.json").respond_with_json({"keys": [jwk]})
+    env = {"JWT_JWKS_URL": http_peer.url_for("/.well-known/jwks.json"), "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE}
+    application = create_app(settings_with(env), test_config={"TESTING": True})
+    yield application
+    application.extensions["pulse"].db.dispose()
+
+
+def with_kid(keys, claims: dict, kid: str = "key-1") -> str:
+    return jwt.encode(claims, keys[0], algorithm="RS256", headers={"kid": kid})
+
+
+def test_a_token_signed_by_a_key_of_the_jwks_document_is_accepted(jwks_app, keys, tenant):
+    assert status_with(jwks_app, with_kid(keys, claims_for(tenant))) == 200
+
+
+def test_jwks_tokens_need_the_issuer_and_audience_too(jwks_app, keys, tenant):
+    assert status_with(jwks_app, with_kid(keys, claims_for(tenant, aud="another-app"))) == 401
+    assert status_with(jwks_app, with_kid(keys, claims_for(tenant, iss=None))) == 401
+
+
+def test_a_kid_the_jwks_document_does_not_have_is_401(jwks_app, keys, tenant):
+    assert status_with(jwks_app, with_kid(keys, claims_for(tenant), kid="unknown-key")) == 401
+
+
+def test_a_jwks_url_without_issuer_and_audience_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="JWT_JWKS_URL is set, so JWT_ISSUER and JWT_AUDIENCE must be set"):
+        settings_with({"JWT_JWKS_URL": "https://idp.example.test/jwks.json"})

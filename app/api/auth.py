@@ -24,9 +24,11 @@ def token(body: TokenRequest):
     # transaction ends before the hash is checked, so no connection waits on the CPU.
     with state.db.system_scope("login") as session:
         user = session.get(User, body.email.strip().lower())
-        stored = (user.password_hash, user.email, user.tenant_id, user.role) if user is not None else None
-    if not state.passwords.verify(stored[0] if stored else None, body.password) or stored is None:
+        found = (user.password_hash, user.email, user.tenant_id, user.role) if user is not None else None
+    # An unknown email costs a check too (against a dummy hash): timing tells no emails apart.
+    matches = state.passwords.verify(found[0] if found else None, body.password)
+    if found is None or not matches:
         raise Problem(401, "wrong email or password", headers={"WWW-Authenticate": 'Bearer realm="pulse"'})
-    _, email, tenant_id, role = stored
+    _, email, tenant_id, role = found
     access_token, expires_in = issue_token(state.settings, email, tenant_id, role)
     return Token(access_token=access_token, token_type="Bearer", expires_in=expires_in)

@@ -15,6 +15,7 @@ from app.api.operations import operation
 from app.api.pagination import paginate
 from app.api.queries import ListQuery
 from app.blocking import run_blocking
+from app.channel_records import retire_channel
 from app.channels import (
     SENDERS,
     DeliveryError,
@@ -23,7 +24,6 @@ from app.channels import (
     TransientError,
     canonical_type,
 )
-from app.channel_records import retire_channel
 from app.models import NotificationChannel, utcnow
 from app.payload import channel_test_payload
 from app.problems import Problem, field_problem, validation_problem
