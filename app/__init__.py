@@ -14,7 +14,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """The Flask application: REST API, WebSocket, web UI, health and metrics."""
-    from app import acknowledge, api, cli, health, problems, telemetry, ui, web
+    from app import acknowledge, api, cli, health, problems, rate_limits, telemetry, ui, web
     from app.live import ws
     from app.services import Services
 
@@ -24,11 +24,14 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     if test_config:
         app.config.update(test_config)
-    web.init_app(app, Services(settings))
+    services = Services(settings)
+    web.init_app(app, services)
+    services.db.warn_if_rls_bypassed("the web process")
     telemetry.init_app(app)
     problems.init_app(app)
     ws.init_app(app)
     api.init_app(app)
+    rate_limits.init_app(app, settings)
     health.init_app(app)
     ui.init_app(app)
     acknowledge.init_app(app)

@@ -1,20 +1,26 @@
 """Passwords, JWTs, the roles of the API, and who may open the live feed.
 
 HS256 tokens are issued by Pulse and signed with SECRET_KEY's UTF-8 bytes; RS256 tokens from
-an external identity provider are accepted when JWT_PUBLIC_KEY is set (with JWT_ISSUER and
-JWT_AUDIENCE checked when given). The algorithm list is pinned per key, `exp` and `iat` are
-required, and `exp` has at most 30 seconds of leeway.
+an external identity provider are accepted when JWT_PUBLIC_KEY is set (or JWT_JWKS_URL, whose
+key set is fetched and cached, the key chosen by the token's `kid`), and must carry the
+configured JWT_ISSUER and JWT_AUDIENCE (the settings refuse a public key without both). The
+algorithm is pinned per key: an HS256 token is only ever checked against SECRET_KEY, so one
+"signed" with the public key's text is forged. `exp`, `iat` and `sub` are required, `exp`
+has at most 30 seconds of leeway, and `tenant_id` must be a tenant name (app.tenants).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import jwt
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
 
 from app.config import Settings
+from app.tenants import TENANT_NAME_RULE, is_tenant_name
 
 ROLES = ("customer_admin", "customer_viewer")
 # Close codes of the live feed's handshake (DESIGN §8).
@@ -22,6 +28,8 @@ CLOSE_UNAUTHENTICATED = 4001
 CLOSE_FORBIDDEN = 4003
 # Checked by PyJWT; `tenant_id` and `role` are checked after the signature (see MissingScope).
 REQUIRED_CLAIMS = ["exp", "iat", "sub"]
+# An identity provider's tokens must also say who issued them and for whom.
+REQUIRED_IDP_CLAIMS = [*REQUIRED_CLAIMS, "iss", "aud"]
 LEEWAY_SECONDS = 30
 
 
@@ -50,20 +58,9 @@ class Principal:
 
 
 def hash_password(password: str) -> str:
-    """A salted scrypt hash (werkzeug's default)."""
+    """A salted scrypt hash (werkzeug's default), made inline: for the CLI, not the web process
+    (which uses app.passwords.PasswordHasher)."""
     return generate_password_hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    return check_password_hash(password_hash, password)
-
-
-# A hash to compare against when the email is unknown, so timing does not reveal which emails exist.
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
-
-
-def dummy_verify(password: str) -> None:
-    check_password_hash(_DUMMY_HASH, password)
 
 
 def issue_token(settings: Settings, subject: str, tenant_id: str, role: str, ttl: int | None = None) -> tuple[str, int]:
@@ -82,12 +79,12 @@ def decode_token(settings: Settings, token: str) -> dict:
         raise InvalidToken("malformed token") from None
     options = {"require": REQUIRED_CLAIMS}
     try:
-        if header.get("alg") == "RS256" and settings.jwt_public_key:
+        if header.get("alg") == "RS256" and (settings.jwt_public_key or settings.jwt_jwks_url):
             claims = jwt.decode(
                 token,
-                settings.jwt_public_key,
+                settings.jwt_public_key or _jwks_client(settings.jwt_jwks_url).get_signing_key_from_jwt(token).key,
                 algorithms=["RS256"],
-                options={**options, "verify_aud": settings.jwt_audience is not None},
+                options={"require": REQUIRED_IDP_CLAIMS},
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
                 leeway=LEEWAY_SECONDS,
@@ -109,7 +106,15 @@ def decode_token(settings: Settings, token: str) -> dict:
     for claim in ("tenant_id", "role"):
         if not _non_empty_string(claims.get(claim)):
             raise MissingScope(f"invalid token: claim {claim!r} must be a non-empty string")
+    if not is_tenant_name(claims["tenant_id"]):
+        raise InvalidToken(f"invalid token: claim 'tenant_id' is not a tenant name ({TENANT_NAME_RULE})")
     return claims
+
+
+@functools.lru_cache(maxsize=4)
+def _jwks_client(url: str) -> jwt.PyJWKClient:
+    """One client per JWKS URL and process: it caches the key set (5 minutes) between tokens."""
+    return jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=300, timeout=5)
 
 
 def _non_empty_string(value: object) -> bool:
@@ -129,10 +134,11 @@ class Refused(Exception):
         self.reason = reason
 
 
-def authorize(settings: Settings, token: str | None) -> Principal:
+def authorize(settings: Settings, token: str | None, tenant_exists: Callable[[str], bool]) -> Principal:
     """The caller named by the `?token=` of a feed connection; Refused(4001 or 4003) otherwise.
 
-    4001: no token, or one that is malformed, forged or expired. 4003: a genuine token whose
+    4001: no token, or one that is malformed, forged, expired or names a tenant that does not
+    exist (`tenant_exists` says). 4003: a genuine token whose
     role is not a customer role, or that names no tenant (the REST API answers such a token
     with 401; the feed's contract tells the two apart).
     """
@@ -146,4 +152,6 @@ def authorize(settings: Settings, token: str | None) -> Principal:
         raise Refused(CLOSE_UNAUTHENTICATED, str(exc)) from None
     if claims["role"] not in ROLES:
         raise Refused(CLOSE_FORBIDDEN, f"role {claims['role']!r} has no access to the live feed")
+    if not tenant_exists(claims["tenant_id"]):
+        raise Refused(CLOSE_UNAUTHENTICATED, "the token names a tenant that does not exist")
     return principal_from_claims(claims)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 
-def _gevent_patched() -> bool:
+def gevent_patched() -> bool:
+    """Whether this process runs under gevent (its threading monkey-patched)."""
     try:
         from gevent import monkey
     except ImportError:
@@ -19,7 +20,7 @@ def _gevent_patched() -> bool:
 
 def run_blocking(function: Callable[..., Any], *args: Any) -> Any:
     """`function(*args)`, in a native thread when the process is gevent-patched."""
-    if _gevent_patched():
+    if gevent_patched():
         import gevent
 
         return gevent.get_hub().threadpool.apply(function, args)

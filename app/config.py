@@ -102,12 +102,14 @@ class Environment(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True)
 
     DATABASE_URL: str = "sqlite:///instance/pulse.db"
+    MIGRATION_DATABASE_URL: str | None = None
     REDIS_URL: str | None = None
     CELERY_BROKER_URL: str | None = None
     SECRET_KEY: str | None = None
     JWT_PUBLIC_KEY: str | None = None
     JWT_ISSUER: str | None = None
     JWT_AUDIENCE: str | None = None
+    JWT_JWKS_URL: str | None = None
     PULSE_TOKEN_TTL_SECONDS: int = Field(3600, ge=60)
 
     DELIVERY_MAX_ATTEMPTS: int = Field(5, ge=1, le=100)
@@ -127,6 +129,8 @@ class Environment(BaseSettings):
 
     RATE_LIMIT_INGEST: str = "6000/minute"
     RATE_LIMIT_AUTH: str = "10/minute"
+    TRUSTED_PROXY_HOPS: int = Field(0, ge=0, le=10)
+    PULSE_PASSWORD_THREADS: int = Field(2, ge=1, le=64)
 
     HOST: str = "127.0.0.1"
     PORT: int = Field(8000, ge=1, le=65535)
@@ -145,6 +149,20 @@ class Environment(BaseSettings):
     SWEEP_INTERVAL_SECONDS: float = Field(30, gt=0)
     PULSE_RETENTION_DAYS: int = Field(30, ge=1)
     PULSE_LOG_FORMAT: str = "json"
+
+    @field_validator("RATE_LIMIT_INGEST", "RATE_LIMIT_AUTH")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() == "off":
+            return "off"
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("must be a rate such as 10/minute or 100 per hour, or off") from None
+        return value
 
     @field_validator("PULSE_LOG_FORMAT")
     @classmethod
@@ -213,13 +231,22 @@ class Settings:
     redis_url: str
     broker_url: str
     secret_key: str
+    # Alembic connects as the schema's owner; the processes connect with `database_url`, as
+    # a role that row-level security binds (see README, Deploying).
+    migration_database_url: str = ""
     jwt_public_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # The identity provider's JWKS document, when its keys are fetched rather than configured.
+    jwt_jwks_url: str | None = None
     token_ttl_seconds: int = 3600
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     rate_limit_ingest: str = "6000/minute"
     rate_limit_auth: str = "10/minute"
+    # X-Forwarded-For entries added by proxies Pulse trusts; 0: the peer address is the client.
+    trusted_proxy_hops: int = 0
+    # Native threads that check passwords in the web process (app.passwords).
+    password_threads: int = 2
     public_url: str = "http://127.0.0.1:8000"
     worker_metrics_port: int = 9808
     telemetry_backend: str = "sql"
@@ -249,15 +276,23 @@ class Settings:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
             raise ConfigurationError(f"invalid configuration: {problems}") from None
+        for key_source in ("JWT_PUBLIC_KEY", "JWT_JWKS_URL"):
+            if getattr(env, key_source) and not (env.JWT_ISSUER and env.JWT_AUDIENCE):
+                # An identity provider's tokens are only as narrow as the claims checked: without
+                # both, a token it issued for another application would be accepted here.
+                missing = " and ".join(name for name in ("JWT_ISSUER", "JWT_AUDIENCE") if not getattr(env, name))
+                raise ConfigurationError(f"invalid configuration: {key_source} is set, so {missing} must be set too")
         redis_url = env.REDIS_URL or "unix://" + str(embedded_redis_socket())
         return cls(
             database_url=normalise_database_url(env.DATABASE_URL),
+            migration_database_url=normalise_database_url(env.MIGRATION_DATABASE_URL or env.DATABASE_URL),
             redis_url=redis_url,
             broker_url=broker_url_for_redis(env.CELERY_BROKER_URL or redis_url),
             secret_key=_secret_key(env.SECRET_KEY),
             jwt_public_key=env.JWT_PUBLIC_KEY,
             jwt_issuer=env.JWT_ISSUER,
             jwt_audience=env.JWT_AUDIENCE,
+            jwt_jwks_url=env.JWT_JWKS_URL,
             token_ttl_seconds=env.PULSE_TOKEN_TTL_SECONDS,
             delivery=DeliverySettings(
                 max_attempts=env.DELIVERY_MAX_ATTEMPTS,
@@ -277,6 +312,8 @@ class Settings:
             ),
             rate_limit_ingest=env.RATE_LIMIT_INGEST,
             rate_limit_auth=env.RATE_LIMIT_AUTH,
+            trusted_proxy_hops=env.TRUSTED_PROXY_HOPS,
+            password_threads=env.PULSE_PASSWORD_THREADS,
             public_url=(env.PUBLIC_URL or f"http://{env.HOST}:{env.PORT}").rstrip("/"),
             worker_metrics_port=env.WORKER_METRICS_PORT,
             telemetry_backend=env.TELEMETRY_BACKEND,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections import namedtuple
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timezone
 from typing import Any, Iterator
 
@@ -17,8 +18,37 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
-# The value of `app.tenant_id` for Pulse's own cross-tenant work (the sweeper, login).
+from app.tenants import is_tenant_name
+
+log = logging.getLogger(__name__)
+
+# The value of `app.tenant_id` for Pulse's own cross-tenant work (the sweeper, login). No
+# tenant is named `*` (app.tenants), and only `Database.system_scope` sets it.
 SYSTEM_SCOPE = "*"
+
+
+def tenant_scope(tenant_id: str) -> str:
+    """`tenant_id` as a transaction's scope; ValueError for anything that is not a tenant name.
+
+    There is no default and no fallback to the wildcard: a caller that lost its tenant fails
+    here instead of running across every tenant's rows.
+    """
+    if not is_tenant_name(tenant_id):
+        raise ValueError(
+            f"{tenant_id!r} is not a tenant: cross-tenant work names itself with Database.system_scope(task)"
+        )
+    return tenant_id
+
+
+def system_scope_for(task: str) -> str:
+    """The wildcard scope, for the cross-tenant task `task` (`sweeper`, `login`, ...).
+
+    The name is required so that every use of the wildcard says, where it is written, which of
+    Pulse's own tasks it serves (and can be found by searching for `system_scope(`).
+    """
+    if not (isinstance(task, str) and task.strip()):
+        raise ValueError("a system scope must name the task it serves")
+    return SYSTEM_SCOPE
 
 
 def make_engine(url: str) -> Engine:
@@ -40,7 +70,12 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    """One engine and its session factory; `session(tenant_id)` opens a tenant-scoped unit of work."""
+    """One engine and its session factory; `session(tenant_id)` opens a tenant-scoped unit of work.
+
+    Every unit of work is bound to one tenant. Pulse's own cross-tenant tasks (the sweeper,
+    claiming a job by its id, login, maintenance) open theirs with `system_scope(task)` /
+    `system_work(task)`, naming themselves; nothing else can reach the wildcard scope.
+    """
 
     def __init__(self, url: str):
         self.url = url
@@ -50,11 +85,18 @@ class Database:
         if self.is_postgres:
             event.listen(self._factory, "after_begin", _set_tenant_scope)
 
-    @contextmanager
-    def session(self, tenant_id: str | None = SYSTEM_SCOPE) -> Iterator[Session]:
+    def session(self, tenant_id: str) -> AbstractContextManager[Session]:
         """A session committed on success and rolled back on error, bound to one tenant."""
+        return self._session(tenant_scope(tenant_id))
+
+    def system_scope(self, task: str) -> AbstractContextManager[Session]:
+        """A session across every tenant, for Pulse's own task `task` (it says so in the name)."""
+        return self._session(system_scope_for(task))
+
+    @contextmanager
+    def _session(self, scope: str) -> Iterator[Session]:
         session = self._factory()
-        session.info["tenant_id"] = tenant_id or SYSTEM_SCOPE
+        session.info["tenant_id"] = scope
         try:
             yield session
             session.commit()
@@ -64,8 +106,16 @@ class Database:
         finally:
             session.close()
 
+    def work(self, tenant_id: str) -> AbstractContextManager[Session | Work]:
+        """The delivery path's unit of work for one tenant (see `_work`)."""
+        return self._work(tenant_scope(tenant_id))
+
+    def system_work(self, task: str) -> AbstractContextManager[Session | Work]:
+        """The delivery path's unit of work across every tenant, for Pulse's own task `task`."""
+        return self._work(system_scope_for(task))
+
     @contextmanager
-    def work(self, tenant_id: str) -> Iterator[Session | Work]:
+    def _work(self, scope: str) -> Iterator[Session | Work]:
         """A unit of work for the delivery path: statements compiled once, run on the driver.
 
         On PostgreSQL it is a transaction on one pooled connection whose statements skip
@@ -73,7 +123,7 @@ class Database:
         scope set by the first statement itself; elsewhere it is a plain session.
         """
         if not self.is_postgres:
-            with self.session(tenant_id) as session:
+            with self._session(scope) as session:
                 yield session
             return
         # The driver's errors are raised as SQLAlchemy's (OperationalError, IntegrityError...),
@@ -84,7 +134,7 @@ class Database:
         except driver_error as error:
             raise DBAPIError.instance(None, None, error, driver_error) from error
         try:
-            work = Work(connection, tenant_id or SYSTEM_SCOPE)
+            work = Work(connection, scope)
             yield work
             connection.commit()
         except BaseException as error:
@@ -97,6 +147,43 @@ class Database:
             raise
         finally:
             connection.close()
+
+    def rls_bypass(self) -> str | None:
+        """Why this connection's role is not bound by row-level security, or None when it is.
+
+        A superuser and a role with BYPASSRLS skip every policy; the owner of the tables is
+        bound only because the migrations FORCE the policies. SQLite has no such thing.
+        """
+        if not self.is_postgres:
+            return None
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                text("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            ).first()
+        if row is None:
+            return None
+        role, superuser, bypass = row
+        if superuser:
+            return f"role {role!r} is a superuser"
+        if bypass:
+            return f"role {role!r} has BYPASSRLS"
+        return None
+
+    def warn_if_rls_bypassed(self, process: str) -> None:
+        """Log a warning at start when row-level security would not hold for this process."""
+        try:
+            reason = self.rls_bypass()
+        except Exception as exc:  # the database may be down at start; readiness reports that
+            log.warning("%s could not check its database role: %s", process, type(exc).__name__)
+            return
+        if reason:
+            log.warning(
+                "%s connects to the database as a role that bypasses row-level security (%s): "
+                "tenant isolation rests on the application's queries alone; connect as a role "
+                "that is neither superuser nor BYPASSRLS (see README, Deploying)",
+                process,
+                reason,
+            )
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
@@ -112,7 +199,7 @@ def _set_tenant_scope(session: Session, _transaction, connection) -> None:
     # Local to the transaction: a pooled connection never carries one tenant's scope to another.
     connection.execute(
         text("SELECT set_config('app.tenant_id', :tenant, true)"),
-        {"tenant": session.info.get("tenant_id", SYSTEM_SCOPE)},
+        {"tenant": session.info["tenant_id"]},
     )
 
 

@@ -91,7 +91,7 @@ class Dispatcher:
         sent = send_jobs(self.enqueuer, jobs)
         if sent < len(jobs):
             try:
-                with self.db.session() as session:
+                with self.db.system_scope("dispatch") as session:
                     unmark(session, [job_id for job_id, _ in jobs[sent:]])
             except Exception as exc:  # the sweeper finds them by the queue's watermark instead
                 log.warning("could not mark %d unsent job(s): %s", len(jobs) - sent, type(exc).__name__)

@@ -17,7 +17,6 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
-from app.db import SYSTEM_SCOPE
 from app.live.metrics import LiveFeedCollector
 from app.models import NotificationJob
 from app.problems import Problem
@@ -38,7 +37,7 @@ class JobStatusCollector:
     def collect(self):
         gauge = GaugeMetricFamily("pulse_notification_jobs", "Notification jobs by status", labels=["status"])
         try:
-            with self.app.extensions["pulse"].db.session(SYSTEM_SCOPE) as session:
+            with self.app.extensions["pulse"].db.system_scope("job-metrics") as session:
                 rows = session.execute(select(NotificationJob.status, func.count()).group_by(NotificationJob.status)).all()
         except Exception as exc:  # a scrape must not fail because the database is down
             log.warning("job metrics unavailable: %s", type(exc).__name__)

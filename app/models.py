@@ -129,6 +129,8 @@ class NotificationChannel(Base):
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    # Set by DELETE: the row stays so that its jobs and their delivery log stay readable.
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class RoutingRule(Base):

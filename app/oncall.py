@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from app.config import DeliverySettings
-from app.db import SYSTEM_SCOPE, Database
+from app.db import Database
 from app.delivery.jobs import feed_tenant
 from app.dispatch import Dispatcher
 from app.escalation import escalate_due
@@ -51,7 +51,7 @@ class OnCallSweep:
         report = OnCallReport()
         now = utcnow()
         # The beat's own cross-tenant work.
-        with self.db.session(SYSTEM_SCOPE) as session:
+        with self.db.system_scope("on-call") as session:
             released = release_ended(session, now)
             queues: set[tuple[str, str]] = set()
             if released.released:

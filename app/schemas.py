@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -54,6 +55,22 @@ def _events(value: list[str]) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+# DESIGN §6: an alert's `details` is at most 64 KiB of JSON. It is stored once per event and
+# copied into every notification, so one tenant's huge details cannot swell everybody's queue.
+MAX_DETAILS_BYTES = 64 * 1024
+
+
+def _details_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        if size > MAX_DETAILS_BYTES:
+            raise ValueError(f"is {size} bytes of JSON; at most {MAX_DETAILS_BYTES} (64 KiB) are allowed")
+    return value
+
+
+Details = Annotated[dict[str, Any] | None, AfterValidator(_details_size)]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -79,7 +96,7 @@ class AlertCreate(Body):
     alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)]
     severity: Severity
     message: Annotated[StrictStr, Field(max_length=10_000)]
-    details: dict[str, Any] | None = None
+    details: Details = None
     site_id: Identifier | None = None
     fingerprint: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = None
 

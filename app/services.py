@@ -27,7 +27,9 @@ from app.dispatch import CeleryEnqueuer, Dispatcher
 from app.events import EventPublisher
 from app.maintenance import sweep_grace
 from app.oncall import OnCallSweep
+from app.passwords import PasswordHasher
 from app.secrets import SecretBox
+from app.tenants import KnownTenants
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -44,6 +46,16 @@ class Services:
     @cached_property
     def db(self) -> Database:
         return Database(self.settings.database_url)
+
+    @cached_property
+    def tenants(self) -> KnownTenants:
+        """Which tenants exist: a token naming any other is refused."""
+        return KnownTenants(self.db)
+
+    @cached_property
+    def passwords(self) -> PasswordHasher:
+        """Password checks off the event loop, `password_threads` at a time."""
+        return PasswordHasher(self.settings.password_threads)
 
     @cached_property
     def box(self) -> SecretBox:

@@ -32,7 +32,8 @@ def load(session: Session, tenant_id: str, version: int, now: datetime) -> Routi
     rows = session.execute(
         select(RoutingRule, NotificationChannel.is_enabled)
         .join(NotificationChannel, NotificationChannel.channel_id == RoutingRule.channel_id)
-        .where(RoutingRule.tenant_id == tenant_id)
+        # A deleted channel's rules are deleted with it; this keeps any straggler out too.
+        .where(RoutingRule.tenant_id == tenant_id, NotificationChannel.deleted_at.is_(None))
     ).all()
     # A silence over by now is over for good; one created later changes the version.
     silences = list(

@@ -177,6 +177,7 @@ class Stack:
         self.env = {
             **os.environ,
             "DATABASE_URL": self.database_url,
+            "MIGRATION_DATABASE_URL": self.database_url,
             "REDIS_URL": redis_url,
             "CELERY_BROKER_URL": redis_url,
             "SECRET_KEY": "bench-" + uuid.uuid4().hex,

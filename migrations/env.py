@@ -1,4 +1,5 @@
-"""Alembic environment: the URL comes from DATABASE_URL, normalised as the application does."""
+"""Alembic environment: the URL comes from MIGRATION_DATABASE_URL (the schema's owner), else
+DATABASE_URL, normalised as the application does."""
 
 from logging.config import fileConfig
 
@@ -16,7 +17,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.attributes.get("database_url") or Settings.from_env().database_url
+    return config.attributes.get("database_url") or Settings.from_env().migration_database_url
 
 
 def run_migrations_offline() -> None:

@@ -7,7 +7,7 @@ when Celery first needs them, not at import.
 
 from __future__ import annotations
 
-from celery.signals import setup_logging, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import beat_init, setup_logging, worker_process_shutdown, worker_ready, worker_shutdown
 
 from app.celery_app import make_celery
 from app.logs import configure_logging
@@ -26,7 +26,13 @@ def _configure_logging(loglevel=None, **_kwargs) -> None:
 
 @worker_ready.connect
 def _serve_metrics(**_kwargs) -> None:
+    celery.services.db.warn_if_rls_bypassed("the worker")
     celery.services.delivery_metrics.serve(celery.settings.worker_metrics_port)
+
+
+@beat_init.connect
+def _check_database_role(**_kwargs) -> None:
+    celery.services.db.warn_if_rls_bypassed("the beat")
 
 
 @worker_process_shutdown.connect

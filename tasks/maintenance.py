@@ -45,5 +45,5 @@ def queue_probe(queue: str, sent_at: float) -> None:
 def purge_old_records_task() -> int:
     """Drop telemetry and settled deliveries of closed alerts older than the retention period."""
     services = celery.services
-    with services.db.session() as session:
+    with services.db.system_scope("maintenance") as session:
         return purge_old_records(session, utcnow() - timedelta(days=services.settings.retention_days))

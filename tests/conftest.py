@@ -18,6 +18,7 @@ import pytest
 import redis as redis_client
 import sqlalchemy
 
+from tests.pg_roles import as_role, ensure_app_role, grant_app_role
 from tests.support import ROOT, Tenant, free_port, make_tenant, wait_for
 
 PG_ADMIN_URL = os.environ.get("PULSE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -44,7 +45,10 @@ def pytest_configure(config):
             "PULSE_TEST_REDIS_URL": redis_url,
             # Net-SNMP's tools keep their persistent state here, not under /var/lib/snmp.
             "SNMP_PERSISTENT_DIR": str(snmp_dir),
-            "DATABASE_URL": _pg_url(TEST_DB),
+            # The processes connect as the application's own role, bound by row-level
+            # security; the migrations run as the owner (tests.pg_roles).
+            "DATABASE_URL": as_role(_pg_url(TEST_DB)),
+            "MIGRATION_DATABASE_URL": _pg_url(TEST_DB),
             "REDIS_URL": redis_url,
             "CELERY_BROKER_URL": redis_url,
             "SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
@@ -61,6 +65,10 @@ def pytest_configure(config):
             "PULSE_LOG_FORMAT": "text",
             # Many workers run at once here: only the metrics test gives one a port.
             "WORKER_METRICS_PORT": "0",
+            # The limiter runs in every test, high enough that none but the rate-limit tests
+            # (which set their own, low, on tenants and addresses of their own) reaches it.
+            "RATE_LIMIT_INGEST": "1000000/minute",
+            "RATE_LIMIT_AUTH": "1000000/minute",
         }
     )
 
@@ -73,9 +81,13 @@ def database_url():
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{TEST_DB}"')
             connection.exec_driver_sql(f'CREATE DATABASE "{TEST_DB}"')
+        ensure_app_role(admin)
     except sqlalchemy.exc.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} (run `make test`, which starts it): {exc}")
     subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, check=True, env=os.environ.copy(), capture_output=True)
+    owner = sqlalchemy.create_engine(os.environ["MIGRATION_DATABASE_URL"])
+    grant_app_role(owner)
+    owner.dispose()
     yield os.environ["DATABASE_URL"]
     with admin.connect() as connection:
         connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
@@ -117,6 +129,14 @@ def pytest_unconfigure(config):
     if process is not None:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def owner_engine(database_url):
+    """The test database as its owner (the migrations' role), for what the app's role may not do."""
+    engine = sqlalchemy.create_engine(os.environ["MIGRATION_DATABASE_URL"])
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

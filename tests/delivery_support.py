@@ -24,18 +24,18 @@ def make_quiet_app():
 
 
 def job(db, job_id: int) -> NotificationJob:
-    with db.session() as session:
+    with db.system_scope("tests") as session:
         return session.get(NotificationJob, job_id)
 
 
 def log_rows(db, job_id: int) -> list[DeliveryLog]:
-    with db.session() as session:
+    with db.system_scope("tests") as session:
         return session.scalars(select(DeliveryLog).where(DeliveryLog.job_id == job_id).order_by(DeliveryLog.attempt)).all()
 
 
 def age(db, job_id: int, seconds: float, column: str = "next_attempt_at") -> None:
     """Move one of a job's times `seconds` into the past: as if that much time had gone by."""
-    with db.session() as session:
+    with db.system_scope("tests") as session:
         session.execute(
             update(NotificationJob)
             .where(NotificationJob.job_id == job_id)

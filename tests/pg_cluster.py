@@ -76,7 +76,7 @@ def migrated(url: str) -> str:
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=Path(ROOT),
-        env={**os.environ, "DATABASE_URL": url},
+        env={**os.environ, "DATABASE_URL": url, "MIGRATION_DATABASE_URL": url},
         check=True,
         capture_output=True,
     )

@@ -82,12 +82,11 @@ class Tenant:
 def make_tenant(app) -> Tenant:
     from app.auth import issue_token
     from app.cli import upsert_user
-    from app.db import SYSTEM_SCOPE
 
     state = app.extensions["pulse"]
     tenant_id = "t-" + uuid.uuid4().hex[:12]
     admin_email = f"admin@{tenant_id}.test"
-    with state.db.session(SYSTEM_SCOPE) as session:
+    with state.db.system_scope("tests") as session:
         upsert_user(session, tenant_id, admin_email, "customer_admin", "admin-password")
         upsert_user(session, tenant_id, f"viewer@{tenant_id}.test", "customer_viewer", "viewer-password")
     admin_token, _ = issue_token(state.settings, admin_email, tenant_id, "customer_admin")

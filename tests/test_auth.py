@@ -51,7 +51,7 @@ def test_wrong_credentials_are_401(client, tenant, email, password):
 def test_the_password_is_stored_as_a_real_hash(db, tenant):
     from app.models import User
 
-    with db.session("*") as session:
+    with db.system_scope("tests") as session:
         stored = session.get(User, tenant.admin_email).password_hash
     assert "admin-password" not in stored and stored.startswith("scrypt:")
 

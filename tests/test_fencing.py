@@ -50,12 +50,12 @@ def job_id(quiet):
 
 
 def claimed(db, job_id):
-    with db.session() as session:
+    with db.system_scope("tests") as session:
         return claim(session, job_id, POLICY)
 
 
 def record(db, record):
-    with db.session() as session:
+    with db.system_scope("tests") as session:
         return record_outcome(session, record)
 
 
@@ -63,7 +63,7 @@ def expire(db, job_id, outbox):
     """The lease of the job's attempt ends, and the sweeper comes by."""
     age(db, job_id, claim_lease(POLICY).total_seconds() + 1)
     report = SweepReport()
-    with db.session() as session:
+    with db.system_scope("tests") as session:
         expire_leases(session, POLICY, outbox, report)
     return report
 
@@ -77,7 +77,7 @@ def test_each_claim_is_one_numbered_attempt(db, job_id):
 
 def test_the_lease_is_measured_on_the_databases_clock(db, job_id):
     claimed(db, job_id)
-    with db.session() as session:
+    with db.system_scope("tests") as session:
         remaining = session.scalar(select(func.extract("epoch", job(db, job_id).next_attempt_at - func.now())))
     lease = claim_lease(POLICY).total_seconds()
     assert lease - 5 < float(remaining) <= lease

@@ -22,7 +22,7 @@ def alembic(url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "alembic", *args],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
+        env={**os.environ, "DATABASE_URL": url, "MIGRATION_DATABASE_URL": url},
         capture_output=True,
         text=True,
         check=True,

@@ -17,7 +17,7 @@ from tests.support import ROOT, create_channel, create_rule, make_tenant, post_a
 @pytest.fixture
 def sqlite_app(tmp_path, redis):
     url = f"sqlite:///{tmp_path / 'pulse.db'}"
-    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env={**os.environ, "DATABASE_URL": url}, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env={**os.environ, "DATABASE_URL": url, "MIGRATION_DATABASE_URL": url}, check=True, capture_output=True)
     application = create_app(replace(Settings.from_env(), database_url=url), test_config={"TESTING": True})
     yield application
     application.extensions["pulse"].db.dispose()

@@ -317,10 +317,11 @@ def test_stalled_client_does_not_delay_pushes_to_others(web, tenant):
     reader.start()
     start = web.log_size()
 
-    # Far more than the stalled client's socket buffers (a few MB) and outbox hold: ~12 MB.
-    bulky = {"blob": "x" * 100_000}
+    # Far more than the stalled client's socket buffers (a few MB) and outbox hold: ~12 MB,
+    # with details just under their 64 KiB cap.
+    bulky = {"blob": "x" * 64_000}
     alert_ids = []
-    for _ in range(40):
+    for _ in range(64):
         opened = open_alert(web, tenant, details=bulky)
         post(web, f"/alerts/{opened['alert_id']}/close", tenant, expect=200)
         alert_ids.append(opened["alert_id"])

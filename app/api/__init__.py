@@ -34,6 +34,8 @@ def _authenticate():
     principal = principal_from_claims(claims)
     if principal.role not in ROLES:
         raise Problem(403, f"role {principal.role!r} has no access to this API")
+    if not pulse().tenants.exists(principal.tenant_id):
+        raise Problem(401, "the token names a tenant that does not exist", headers={"WWW-Authenticate": 'Bearer realm="pulse", error="invalid_token"'})
     if request.method in WRITE_METHODS and not principal.can_write and request.endpoint not in READ_ONLY_POSTS:
         raise Problem(403, "viewers have read-only access")
     g.principal = principal

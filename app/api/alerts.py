@@ -39,7 +39,7 @@ def _to_send(session, outcome: lifecycle.AlertOutcome) -> list[tuple[int, str]]:
 
 
 @bp.post("/alerts")
-@operation(AlertWithJobs, 201, body=AlertCreate, also={200: AlertWithJobs})
+@operation(AlertWithJobs, 201, body=AlertCreate, also={200: AlertWithJobs}, errors=(429,))
 def open_alert(body: AlertCreate):
     """Open an alert (200 with the active alert when the fingerprint is a duplicate)"""
     with tenant_session() as session:
@@ -72,7 +72,7 @@ def read_alert(alert_id: str):
 
 
 @bp.post("/alerts/<alert_id>/acknowledge")
-@operation(AlertWithJobs, errors=(409,))
+@operation(AlertWithJobs, errors=(409, 429))
 def acknowledge(alert_id: str):
     """Acknowledge an alert (409 if it is closed)"""
     try:
@@ -87,7 +87,7 @@ def acknowledge(alert_id: str):
 
 
 @bp.post("/alerts/<alert_id>/close")
-@operation(AlertWithJobs)
+@operation(AlertWithJobs, errors=(429,))
 def close(alert_id: str):
     """Close an alert"""
     with tenant_session() as session:

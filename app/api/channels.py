@@ -15,6 +15,7 @@ from app.api.operations import operation
 from app.api.pagination import paginate
 from app.api.queries import ListQuery
 from app.blocking import run_blocking
+from app.channel_records import retire_channel
 from app.channels import (
     SENDERS,
     DeliveryError,
@@ -84,7 +85,7 @@ def list_channels(query: ListQuery):
     """List channels, newest first (secrets masked)"""
     box = pulse().box
     with tenant_session() as session:
-        stmt = select(NotificationChannel).where(NotificationChannel.tenant_id == tenant_id())
+        stmt = select(NotificationChannel).where(NotificationChannel.tenant_id == tenant_id(), NotificationChannel.deleted_at.is_(None))
         return paginate(session, stmt, (NotificationChannel.channel_id,), lambda c: channel_view(c, box, _health(c)), query)
 
 
@@ -124,9 +125,9 @@ def update_channel(channel_id: str, body: ChannelUpdate):
 @bp.delete("/channels/<channel_id>")
 @operation(None, 204)
 def delete_channel(channel_id: str):
-    """Delete a channel and its routing rules"""
+    """Delete a channel and its routing rules; its deliveries stay readable under /deliveries"""
     with tenant_session() as session:
-        session.delete(get_or_404(session, NotificationChannel, channel_id))
+        retire_channel(session, get_or_404(session, NotificationChannel, channel_id))
     return "", 204
 
 

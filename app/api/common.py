@@ -132,7 +132,8 @@ Row = TypeVar("Row")
 def get_or_404(session: Session, model: type[Row], raw_id: str) -> Row:
     """The caller's tenant's `model` row that the URL's id names; 404 if there is none.
 
-    Another tenant's row answers 404 too, never 403. Numeric ids are checked before the
+    Another tenant's row answers 404 too, never 403, and so does a deleted one (a channel's
+    row outlives its deletion for its history). Numeric ids are checked before the
     database is asked (`abc` names nothing).
     """
     what = RESOURCE_NAMES[model]
@@ -141,6 +142,6 @@ def get_or_404(session: Session, model: type[Row], raw_id: str) -> Row:
     ident: Any = path_id(raw_id, what) if id_column.type.python_type is int else raw_id
     key = tuple(tenant_id() if column.key == "tenant_id" else ident for column in key_columns)
     row = session.get(model, key if len(key) > 1 else ident)
-    if row is None or row.tenant_id != tenant_id():
+    if row is None or row.tenant_id != tenant_id() or getattr(row, "deleted_at", None) is not None:
         raise not_found(what)
     return row

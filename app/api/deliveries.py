@@ -13,6 +13,7 @@ from app.api.common import get_or_404, tenant_id, tenant_session
 from app.api.operations import operation
 from app.api.pagination import paginate
 from app.api.queries import DeliveryFilters
+from app.channel_records import deleted_channels
 from app.delivery.jobs import feed_tenant, not_superseded, replay
 from app.models import DeliveryLog, NotificationJob
 from app.problems import Problem
@@ -73,6 +74,8 @@ def replay_many(body: BulkReplay):
         stmt = select(NotificationJob).where(
             NotificationJob.tenant_id == tenant_id(), NotificationJob.status == JobStatus.FAILED, not_superseded()
         )
+        # A deleted channel's dead letters have nowhere to go: they stay as they are.
+        stmt = stmt.where(NotificationJob.channel_id.not_in(deleted_channels(tenant_id())))
         if body.channel_id is not None:
             stmt = stmt.where(NotificationJob.channel_id == body.channel_id)
         if body.since is not None:

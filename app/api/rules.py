@@ -24,7 +24,9 @@ def _check_channel(session, channel_id: int) -> None:
     # A rule may only name one of the caller's own channels; anything else is a bad body.
     found = session.scalar(
         select(NotificationChannel.channel_id).where(
-            NotificationChannel.tenant_id == tenant_id(), NotificationChannel.channel_id == channel_id
+            NotificationChannel.tenant_id == tenant_id(),
+            NotificationChannel.channel_id == channel_id,
+            NotificationChannel.deleted_at.is_(None),
         )
     )
     if found is None:

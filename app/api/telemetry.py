@@ -31,7 +31,7 @@ def _unavailable(exc: TelemetryStoreError) -> Problem:
 
 
 @bp.post("/devices/<device_id>/telemetry")
-@operation(IngestedReading, 201, body=TelemetryIn)
+@operation(IngestedReading, 201, body=TelemetryIn, errors=(429,))
 def ingest(device_id: str, body: TelemetryIn):
     """Ingest one telemetry reading (stored, then pushed to the live feed)"""
     if not body.metrics:

@@ -165,7 +165,7 @@ _CLAIM = (
 )
 _CHANNEL_COLUMNS = (
     CHANNELS.c.channel_id, CHANNELS.c.tenant_id, CHANNELS.c.channel_type, CHANNELS.c.config,
-    CHANNELS.c.encrypted_secrets, CHANNELS.c.is_enabled, CHANNELS.c.updated_at,
+    CHANNELS.c.encrypted_secrets, CHANNELS.c.is_enabled, CHANNELS.c.updated_at, CHANNELS.c.deleted_at,
 )
 _SENDING_WITH = select(*_CHANNEL_COLUMNS, EVENTS.c.payload, EVENTS.c.created_at.label("event_at")).select_from(EVENTS).outerjoin(
     CHANNELS, CHANNELS.c.channel_id == bindparam("p_channel_id")
@@ -569,6 +569,8 @@ def replay(session: Session, job: Job) -> str | None:
     """
     if job.status != JobStatus.FAILED:
         return f"only a FAILED delivery can be replayed; this one is {job.status}"
+    if session.scalar(select(NotificationChannel.deleted_at).where(NotificationChannel.channel_id == job.channel_id)) is not None:
+        return "its channel was deleted: there is nowhere to send it"
     if superseded(session, job):
         return "superseded: a later event of this alert was already delivered on this channel"
     session.execute(

@@ -20,7 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.channels import DeliveryError, Notification, PermanentError, SendContext, TransientError, get_sender
 from app.config import DeliverySettings
-from app.db import SYSTEM_SCOPE, Database
+from app.db import Database
 from app.delivery import admission as outcomes
 from app.delivery.admission import Admission, ChannelAdmission
 from app.delivery.jobs import (
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The delivery path runs on the driver (Database.work), which raises its errors as these.
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 # How long the results hook keeps trying the database before it hands the outcome over.
 RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
@@ -128,7 +129,7 @@ class Deliveries:
         """
         # The job's tenant is not known before it is read: the claim is the delivery
         # worker's own cross-tenant step (it names the job by its id).
-        with self.db.work(SYSTEM_SCOPE) as session:
+        with self.db.system_work("claim") as session:
             claimed = claim(session, job_id, self.settings)
             if claimed is None:
                 freed = consumed_without_claim(session, job_id)
@@ -152,6 +153,8 @@ class Deliveries:
         channel = claimed.channel
         if channel is None:
             return None, None, PermanentError("the channel no longer exists")
+        if channel.deleted_at is not None:
+            return channel.channel_type, None, PermanentError("the channel was deleted")
         if not channel.is_enabled:
             return channel.channel_type, None, PermanentError("the channel is disabled")
         try:
@@ -292,7 +295,7 @@ class Deliveries:
 
     def reopen(self, channel_id: int) -> None:
         """The channel's circuit closed: its jobs held for the circuit go out at its pace."""
-        with self.db.session(SYSTEM_SCOPE) as session:
+        with self.db.system_scope("circuit-reopen") as session:
             channel = session.get(NotificationChannel, channel_id)
             if channel is None:
                 return

@@ -32,7 +32,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import DeliverySettings
-from app.db import SYSTEM_SCOPE, Database, DbNow, db_after, db_now
+from app.db import Database, DbNow, db_after, db_now
 from app.delivery.admission import ChannelAdmission
 from app.delivery.jobs import (
     JOBS,
@@ -247,7 +247,7 @@ class Sweeper:
         report = SweepReport()
         marks = self.watermarks.read()
         # The beat is Pulse's own cross-tenant work: it says so with the system scope.
-        with self.db.session(SYSTEM_SCOPE) as session:
+        with self.db.system_scope("sweeper") as session:
             expire_leases(session, self.settings, self.outbox, report)
             expire_old(session, self.settings, report)
             reclaim_lost(session, marks, self.grace, report)

@@ -90,7 +90,7 @@ def feed(ws):
     settings = pulse().settings
     ws.sock = _WholeFrameSocket(ws.sock, settings.ws_write_timeout_seconds)
     try:
-        principal = authorize(settings, request.args.get("token"))
+        principal = authorize(settings, request.args.get("token"), pulse().tenants.exists)
     except Refused as refusal:
         ws.close(reason=refusal.code, message=_close_reason(refusal.reason))
         return
