@@ -182,34 +182,31 @@ def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: st
                 )
             )
         )
+    return _throttle_holds(session, alert.tenant_id, alert.device_id, alert.alert_type, rule, now, besides=alert.alert_id)
+
+
+def _throttle_holds(
+    session: Session, tenant_id: str, device_id: str, alert_type: str, rule: RoutingRule, now: datetime, besides: int | None = None
+) -> bool:
+    """Whether the rule's throttle holds: its channel was sent an OPEN of the same device and
+    type (of an alert other than `besides`) within the last `throttle_minutes`."""
     if not rule.throttle_minutes:
         return False
     since = now - timedelta(minutes=rule.throttle_minutes)
-    return bool(
-        session.scalar(
-            select(
-                exists()
-                .where(
-                    NotificationJob.tenant_id == alert.tenant_id,
-                    NotificationJob.channel_id == rule.channel_id,
-                    NotificationJob.event_type == Event.OPEN,
-                    # Nothing was sent for a throttled or suppressed job.
-                    NotificationJob.status.not_in(UNSENT_JOB_STATUSES),
-                    NotificationJob.created_at >= since,
-                    NotificationJob.alert_id != alert.alert_id,
-                )
-                .where(
-                    exists().where(
-                        and_(
-                            Alert.alert_id == NotificationJob.alert_id,
-                            Alert.device_id == alert.device_id,
-                            Alert.alert_type == alert.alert_type,
-                        )
-                    )
-                )
-            )
-        )
+    recent = exists().where(
+        NotificationJob.tenant_id == tenant_id,
+        NotificationJob.channel_id == rule.channel_id,
+        NotificationJob.event_type == Event.OPEN,
+        # Nothing was sent for a throttled or suppressed job.
+        NotificationJob.status.not_in(UNSENT_JOB_STATUSES),
+        NotificationJob.created_at >= since,
+        exists().where(
+            and_(Alert.alert_id == NotificationJob.alert_id, Alert.device_id == device_id, Alert.alert_type == alert_type)
+        ),
     )
+    if besides is not None:
+        recent = recent.where(NotificationJob.alert_id != besides)
+    return bool(session.scalar(select(recent)))
 
 
 def store_event(session: Session, alert: Alert, event_type: str, escalation_step: int, now: datetime) -> int:
@@ -300,40 +297,11 @@ def route_event(
 
     def throttled(rule: RoutingRule) -> bool:
         if alert is None:
-            return _would_throttle(session, tenant_id, facts, rule, now)
+            # Explain's hypothetical alert: as an OPEN of its device and type would be now.
+            return _throttle_holds(session, tenant_id, facts.device_id, facts.alert_type, rule, now)
         return _throttled(session, alert, rule, event_type, now)
 
     return decide(rules, facts, event_type, enabled, silence_for, throttled)
-
-
-def _would_throttle(session: Session, tenant_id: str, facts: AlertFacts, rule: RoutingRule, now: datetime) -> bool:
-    """Whether an OPEN of an alert with these facts would be throttled on the rule's channel now."""
-    if not rule.throttle_minutes:
-        return False
-    since = now - timedelta(minutes=rule.throttle_minutes)
-    return bool(
-        session.scalar(
-            select(
-                exists()
-                .where(
-                    NotificationJob.tenant_id == tenant_id,
-                    NotificationJob.channel_id == rule.channel_id,
-                    NotificationJob.event_type == Event.OPEN,
-                    NotificationJob.status.not_in(UNSENT_JOB_STATUSES),
-                    NotificationJob.created_at >= since,
-                )
-                .where(
-                    exists().where(
-                        and_(
-                            Alert.alert_id == NotificationJob.alert_id,
-                            Alert.device_id == facts.device_id,
-                            Alert.alert_type == facts.alert_type,
-                        )
-                    )
-                )
-            )
-        )
-    )
 
 
 def create_jobs(

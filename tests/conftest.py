@@ -226,3 +226,15 @@ def http_peer(http_peer_server):
     """The module's HTTP peer with no expectations and an empty request log."""
     http_peer_server.clear()
     return http_peer_server
+
+
+# For modules with a private stack of their own (a `stack` fixture): its API client and a
+# fresh tenant on it.
+@pytest.fixture
+def api(stack):
+    return stack.client
+
+
+@pytest.fixture
+def owner(stack):
+    return stack.tenant()

@@ -28,16 +28,6 @@ def stack(app):
     stack.close()
 
 
-@pytest.fixture
-def api(stack):
-    return stack.client
-
-
-@pytest.fixture
-def owner(stack):
-    return stack.tenant()
-
-
 def linked_alert(api, tenant, receiver, **rule):
     """An alert whose OPEN reached the receiver: (alert, channel_id, the delivered OPEN payload)."""
     channel_id = create_channel(api, tenant, "webhook", {"url": receiver.url()})["channel_id"]

@@ -37,16 +37,6 @@ def stack(app, pagerduty):
     stack.close()
 
 
-@pytest.fixture
-def api(stack):
-    return stack.client
-
-
-@pytest.fixture
-def owner(stack):
-    return stack.tenant()
-
-
 def hook(api, tenant, receiver, path: str) -> int:
     return create_channel(api, tenant, "webhook", {"url": receiver.url(path)}, name=path)["channel_id"]
 

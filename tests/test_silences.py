@@ -31,16 +31,6 @@ def stack(app):
     stack.close()
 
 
-@pytest.fixture
-def api(stack):
-    return stack.client
-
-
-@pytest.fixture
-def owner(stack):
-    return stack.tenant()
-
-
 def silence(api, tenant, **fields) -> dict:
     body = {"name": "maintenance", "ends_at": soon(3600), **fields}
     response = api.post("/api/v2/silences", json=body, headers=tenant.admin)
