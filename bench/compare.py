@@ -151,12 +151,12 @@ def run_bare(alerts: int, receivers: int, concurrency: int) -> Run:
 # (b) Pulse ------------------------------------------------------------------------------
 
 
-def run_pulse(alerts: int, receivers: int, concurrency: int, env: dict[str, str], label: str = "Pulse") -> Run:
+def run_pulse(alerts: int, receivers: int, concurrency: int, env: dict[str, str], label: str = "Pulse", web_workers: int = 1) -> Run:
     run = Run(label, alerts * receivers)
     sink = Sink()
     stack = Stack(PG_ADMIN_URL, env=env, name="compare").create()
     try:
-        web = stack.web()
+        web = stack.web(web_workers)
         stack.worker("worker", concurrency)
         api = Api(web, stack.token())
         for receiver in range(receivers):
@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="worker threads (the Procfile's default)")
     parser.add_argument("--only", choices=("bare", "pulse", "alertmanager"), action="append")
     parser.add_argument("--without-metrics-too", action="store_true", help="also run Pulse with the worker metrics off")
+    parser.add_argument("--web-workers", type=int, default=1, help="gunicorn workers of Pulse's web process (WEB_CONCURRENCY)")
     parser.add_argument("--quick", action="store_true", help="20 alerts x 2 receivers, one run of each")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON line at the end")
     args = parser.parse_args(argv)
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             if system == "bare":
                 result = run_bare(args.alerts, args.receivers, args.concurrency)
             elif system == "pulse":
-                result = run_pulse(args.alerts, args.receivers, args.concurrency, {})
+                result = run_pulse(args.alerts, args.receivers, args.concurrency, {}, web_workers=args.web_workers)
             else:
                 result = run_alertmanager(args.alerts, args.receivers)
             runs.setdefault(system, []).append(result)

@@ -15,9 +15,11 @@ const MASK = "********";
 export function healthCell(channel) {
   const health = channel.health;
   if (!health) return html`<span class="muted" title="this server does not report channel health">not reported</span>`;
-  const label = { closed: "healthy", open: "circuit open", half_open: "probing" }[health.state] || health.state;
-  return html`<div class="health health-${health.state}">
-    <span class="status status-health-${health.state}">${label}</span>
+  // A closed circuit that has seen failures is still sending, but not healthy.
+  const state = health.state === "closed" && health.consecutive_failures ? "failing" : health.state;
+  const label = { closed: "healthy", failing: "failing", open: "circuit open", half_open: "probing" }[state] || state;
+  return html`<div class="health health-${state}">
+    <span class="status status-health-${state}">${label}</span>
     ${health.consecutive_failures ? html`<span>${health.consecutive_failures} consecutive failure(s)</span>` : nothing}
     ${health.state === "open" && health.open_until ? html`<span>until ${timeOf(health.open_until)}</span>` : nothing}
     ${health.last_error ? html`<span class="error-text">${health.last_error}</span>` : nothing}
