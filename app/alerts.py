@@ -86,6 +86,10 @@ def _active_by_fingerprint(session: Session, tenant_id: str, fingerprint: str) -
 
 def ensure_device(session: Session, tenant_id: str, device_id: str) -> Device:
     """The device, registered (no site, no tags) if this is the first Pulse hears of it."""
+    # Devices alert again and again: one read for a known one, the insert only for a new one.
+    device = session.get(Device, (tenant_id, device_id))
+    if device is not None:
+        return device
     stmt = insert_for(session)(Device).values(tenant_id=tenant_id, device_id=device_id, tags={}, created_at=utcnow())
     session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "device_id"]))
     return session.get(Device, (tenant_id, device_id))
