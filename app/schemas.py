@@ -71,6 +71,16 @@ def _details_size(value: dict[str, Any] | None) -> dict[str, Any] | None:
 Details = Annotated[dict[str, Any] | None, AfterValidator(_details_size)]
 
 
+# The rule filters' types, shared by alerts, rules and explain.
+AlertType = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+TagKey = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+TagFilterValue = Annotated[StrictStr, Field(max_length=256)]
+DevicePrefix = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+DeliverOn = Annotated[list[StrictStr], AfterValidator(_events)]
+ThrottleMinutes = Annotated[StrictInt, Field(ge=0, le=10_080)]
+Priority = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -93,7 +103,7 @@ class DeviceUpdate(Body):
 
 class AlertCreate(Body):
     device_id: Identifier
-    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    alert_type: AlertType
     severity: Severity
     message: Annotated[StrictStr, Field(max_length=10_000)]
     details: Details = None
@@ -134,14 +144,14 @@ Escalation = Annotated[list[EscalationStep], Field(max_length=20), AfterValidato
 
 class RuleFields(Body):
     min_severity: Severity | None = None
-    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
-    device_tag_key: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
-    device_tag_val: Annotated[StrictStr, Field(max_length=256)] | None = None
+    alert_type: AlertType | None = None
+    device_tag_key: TagKey | None = None
+    device_tag_val: TagFilterValue | None = None
     site_ids: list[Identifier] | None = None
-    device_prefixes: list[Annotated[StrictStr, Field(min_length=1, max_length=128)]] | None = None
-    deliver_on: Annotated[list[StrictStr], AfterValidator(_events)] = Field(default_factory=lambda: [Event.OPEN])
-    throttle_minutes: Annotated[StrictInt, Field(ge=0, le=10_080)] = 0
-    priority: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = 100
+    device_prefixes: list[DevicePrefix] | None = None
+    deliver_on: DeliverOn = Field(default_factory=lambda: [Event.OPEN])
+    throttle_minutes: ThrottleMinutes = 0
+    priority: Priority = 100
     is_enabled: StrictBool = True
     escalation: Escalation | None = None
 
@@ -153,14 +163,14 @@ class RuleCreate(RuleFields):
 class RuleUpdate(Body):
     channel_id: StrictInt | None = None
     min_severity: Severity | None = None
-    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
-    device_tag_key: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
-    device_tag_val: Annotated[StrictStr, Field(max_length=256)] | None = None
+    alert_type: AlertType | None = None
+    device_tag_key: TagKey | None = None
+    device_tag_val: TagFilterValue | None = None
     site_ids: list[Identifier] | None = None
-    device_prefixes: list[Annotated[StrictStr, Field(min_length=1, max_length=128)]] | None = None
-    deliver_on: Annotated[list[StrictStr], AfterValidator(_events)] | None = None
-    throttle_minutes: Annotated[StrictInt, Field(ge=0, le=10_080)] | None = None
-    priority: Annotated[StrictInt, Field(ge=0, le=1_000_000)] | None = None
+    device_prefixes: list[DevicePrefix] | None = None
+    deliver_on: DeliverOn | None = None
+    throttle_minutes: ThrottleMinutes | None = None
+    priority: Priority | None = None
     is_enabled: StrictBool | None = None
     escalation: Escalation | None = None
 
@@ -180,10 +190,10 @@ class SilenceMatchers(Body):
     """What a silence matches: the rule filters' keys and semantics, plus `max_severity`."""
 
     site_ids: list[Identifier] | None = None
-    device_prefixes: list[Annotated[StrictStr, Field(min_length=1, max_length=128)]] | None = None
-    device_tag_key: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
-    device_tag_val: Annotated[StrictStr, Field(max_length=256)] | None = None
-    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    device_prefixes: list[DevicePrefix] | None = None
+    device_tag_key: TagKey | None = None
+    device_tag_val: TagFilterValue | None = None
+    alert_type: AlertType | None = None
     min_severity: Severity | None = None
     max_severity: Severity | None = None
 
@@ -226,7 +236,7 @@ class ExplainAlert(Body):
     """The alert an explain is about: what posting it would carry."""
 
     device_id: Identifier
-    alert_type: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    alert_type: AlertType
     severity: Severity
     site_id: Identifier | None = None
     details: dict[str, Any] | None = None

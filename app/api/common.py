@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import Principal
 from app.models import Alert, Device, NotificationChannel, NotificationJob, RoutingRule, Silence
-from app.problems import Problem, not_found, validation_problem
+from app.problems import Problem, field_problem, not_found, validation_problem
 from app.web import pulse
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -145,3 +145,12 @@ def get_or_404(session: Session, model: type[Row], raw_id: str) -> Row:
     if row is None or row.tenant_id != tenant_id() or getattr(row, "deleted_at", None) is not None:
         raise not_found(what)
     return row
+
+
+def patch_changes(body, not_null: tuple[str, ...]) -> dict:
+    """The fields a PATCH body sets, by name; null for a field that cannot be null is a 422."""
+    changes = body.model_dump(include=body.model_fields_set)
+    for name in not_null:
+        if name in changes and changes[name] is None:
+            raise field_problem(name, "may not be null")
+    return changes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 from sqlalchemy import select
 
-from app.api.common import check_channels, get_or_404, tenant_id, tenant_session
+from app.api.common import check_channels, get_or_404, patch_changes, tenant_id, tenant_session
 from app.api.operations import operation
 from app.api.pagination import paginate
 from app.api.queries import ListQuery
@@ -80,10 +80,7 @@ def update_rule(rule_id: str, body: RuleUpdate):
     """Update a routing rule"""
     with tenant_session() as session:
         rule = get_or_404(session, RoutingRule, rule_id)
-        changes = body.model_dump(include=body.model_fields_set)
-        for name in NOT_NULL_FIELDS:
-            if name in changes and changes[name] is None:
-                raise field_problem(name, "may not be null")
+        changes = patch_changes(body, NOT_NULL_FIELDS)
         if "channel_id" in changes:
             _check_channel(session, changes["channel_id"])
         if "escalation" in changes:

@@ -12,7 +12,7 @@ from flask import Blueprint
 from sqlalchemy import select
 
 from app import silences
-from app.api.common import check_channels, get_or_404, principal, tenant_id, tenant_session
+from app.api.common import check_channels, get_or_404, patch_changes, principal, tenant_id, tenant_session
 from app.api.operations import operation
 from app.api.pagination import Key, keyset_page, paginate
 from app.api.queries import SilenceFilters
@@ -106,10 +106,7 @@ def update_silence(silence_id: str, body: SilenceUpdate):
     """Update a silence (a silence shortened to end now releases what it held on the next sweep)"""
     with tenant_session() as session:
         silence = get_or_404(session, Silence, silence_id)
-        changes = body.model_dump(include=body.model_fields_set)
-        for name in NOT_NULL_FIELDS:
-            if name in changes and changes[name] is None:
-                raise field_problem(name, "may not be null")
+        changes = patch_changes(body, NOT_NULL_FIELDS)
         if "channel_ids" in changes:
             check_channels(session, changes["channel_ids"], "channel_ids")
         if changes.get("matchers") is not None:
