@@ -13,19 +13,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select, text
+from sqlalchemy import bindparam, exists, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app import silences
 from app.config import DeliverySettings
-from app.db import db_now, insert_for, is_postgres
+from app.db import Work, db_now, insert_for, is_postgres, run
 from app.delivery.jobs import feed_tenant
 from app.models import (
     Alert,
     AlertEvent,
     Device,
-    NotificationChannel,
     NotificationJob,
     RoutingRule,
     utcnow,
@@ -33,8 +32,8 @@ from app.models import (
 from app.payload import notification_payload
 from app.routing import JOB_OUTCOMES, SUPPRESSED, THROTTLED, AlertFacts, RuleDecision, decide, effective_tags
 from app.severity import queue_for
+from app.status import UNSENT_JOB_STATUSES, UNSETTLED_JOB_STATUSES, AlertStatus, Event, JobStatus
 from app.tenant_routing import ROUTING
-from app.status import ACTIVE_ALERT_STATUSES, UNSENT_JOB_STATUSES, UNSETTLED_JOB_STATUSES, AlertStatus, Event, JobStatus
 
 # The predicate of the partial unique index `uq_alerts_active_fingerprint`, as a literal so
 # PostgreSQL can match ON CONFLICT to that index.
@@ -72,61 +71,6 @@ def derive_fingerprint(device_id: str, alert_type: str) -> str:
     """The fingerprint of an alert posted without one: same device and type, same alert."""
     digest = hashlib.sha256(json.dumps([device_id, alert_type]).encode()).hexdigest()
     return f"auto:{digest[:40]}"
-
-
-def _active_by_fingerprint(session: Session, tenant_id: str, fingerprint: str) -> Alert | None:
-    return session.scalars(
-        select(Alert).where(
-            Alert.tenant_id == tenant_id,
-            Alert.fingerprint == fingerprint,
-            Alert.status.in_(ACTIVE_ALERT_STATUSES),
-        )
-    ).first()
-
-
-def ensure_device(session: Session, tenant_id: str, device_id: str) -> Device:
-    """The device, registered (no site, no tags) if this is the first Pulse hears of it."""
-    # Devices alert again and again: one read for a known one, the insert only for a new one.
-    device = session.get(Device, (tenant_id, device_id))
-    if device is not None:
-        return device
-    stmt = insert_for(session)(Device).values(tenant_id=tenant_id, device_id=device_id, tags={}, created_at=utcnow())
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["tenant_id", "device_id"]))
-    return session.get(Device, (tenant_id, device_id))
-
-
-def open_alert(session: Session, tenant_id: str, data: dict[str, Any], now: datetime | None = None) -> AlertOutcome:
-    """Open an alert, or return the active one with the same fingerprint (no new jobs)."""
-    now = now or utcnow()
-    fingerprint = data.get("fingerprint") or derive_fingerprint(data["device_id"], data["alert_type"])
-    device = ensure_device(session, tenant_id, data["device_id"])
-    # One statement decides, even between concurrent requests: the partial unique index on
-    # active fingerprints lets exactly one insert through and turns the others into no-ops.
-    stmt = (
-        insert_for(session)(Alert)
-        .values(
-            tenant_id=tenant_id,
-            device_id=data["device_id"],
-            site_id=data.get("site_id") or device.site_id,
-            alert_type=data["alert_type"],
-            severity=data["severity"],
-            message=data["message"],
-            details=data.get("details") or {},
-            fingerprint=fingerprint,
-            status=AlertStatus.OPEN,
-            triggered_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "fingerprint"], index_where=ACTIVE_FINGERPRINT)
-        .returning(Alert)
-    )
-    alert = session.scalars(stmt).first()
-    if alert is None:
-        existing = _active_by_fingerprint(session, tenant_id, fingerprint)
-        if existing is None:  # closed between the two statements: rare enough to ask again
-            return open_alert(session, tenant_id, data, now)
-        return AlertOutcome(existing, event=None)
-    jobs = create_jobs(session, alert, Event.OPEN, device, now)
-    return AlertOutcome(alert, event=Event.OPEN, created=True, jobs=jobs)
 
 
 def _locked(session: Session, tenant_id: str, alert_id: int) -> Alert | None:
@@ -189,28 +133,44 @@ def _throttled(session: Session, alert: Alert, rule: RoutingRule, event_type: st
     return _throttle_holds(session, alert.tenant_id, alert.device_id, alert.alert_type, rule, now, besides=alert.alert_id)
 
 
+_ALERT = Alert.__table__
+_JOB = NotificationJob.__table__
+_THROTTLE_HOLDS = select(
+    exists().where(
+        _JOB.c.tenant_id == bindparam("p_tenant_id"),
+        _JOB.c.channel_id == bindparam("p_channel_id"),
+        _JOB.c.event_type == str(Event.OPEN),
+        # Nothing was sent for a throttled or suppressed job.
+        _JOB.c.status.not_in([str(status) for status in UNSENT_JOB_STATUSES]),
+        _JOB.c.created_at >= bindparam("p_since", type_=_JOB.c.created_at.type),
+        _JOB.c.alert_id != bindparam("p_besides"),
+        exists().where(
+            _ALERT.c.alert_id == _JOB.c.alert_id,
+            _ALERT.c.device_id == bindparam("p_device_id"),
+            _ALERT.c.alert_type == bindparam("p_alert_type"),
+        ),
+    )
+)
+
+
 def _throttle_holds(
-    session: Session, tenant_id: str, device_id: str, alert_type: str, rule: RoutingRule, now: datetime, besides: int | None = None
+    session: Session | Work, tenant_id: str, device_id: str, alert_type: str, rule: RoutingRule, now: datetime, besides: int | None = None
 ) -> bool:
     """Whether the rule's throttle holds: its channel was sent an OPEN of the same device and
     type (of an alert other than `besides`) within the last `throttle_minutes`."""
     if not rule.throttle_minutes:
         return False
-    since = now - timedelta(minutes=rule.throttle_minutes)
-    recent = exists().where(
-        NotificationJob.tenant_id == tenant_id,
-        NotificationJob.channel_id == rule.channel_id,
-        NotificationJob.event_type == Event.OPEN,
-        # Nothing was sent for a throttled or suppressed job.
-        NotificationJob.status.not_in(UNSENT_JOB_STATUSES),
-        NotificationJob.created_at >= since,
-        exists().where(
-            and_(Alert.alert_id == NotificationJob.alert_id, Alert.device_id == device_id, Alert.alert_type == alert_type)
-        ),
-    )
-    if besides is not None:
-        recent = recent.where(NotificationJob.alert_id != besides)
-    return bool(session.scalar(select(recent)))
+    held = run(
+        session,
+        _THROTTLE_HOLDS,
+        tenant_id=tenant_id,
+        channel_id=rule.channel_id,
+        since=now - timedelta(minutes=rule.throttle_minutes),
+        besides=-1 if besides is None else besides,  # alert ids are positive
+        device_id=device_id,
+        alert_type=alert_type,
+    ).scalar()
+    return bool(held)
 
 
 def store_event(session: Session, alert: Alert, event_type: str, escalation_step: int, now: datetime) -> int:
@@ -273,21 +233,23 @@ def _open_job_suppressed(session: Session, alert: Alert, channel_id: int) -> int
 
 
 def route_event(
-    session: Session,
+    session: Session | Work,
     tenant_id: str,
     facts: AlertFacts,
     event_type: str,
     now: datetime,
     alert: Alert | None = None,
     enabled_only: bool = True,
+    version: int | None = None,
 ) -> list[RuleDecision]:
     """Every rule's decision for one alert event: what dispatch creates, what explain answers.
 
     With `alert` (a real event), an acknowledge or close is suppressed and throttled where
     the alert's OPEN was; without one (explain's hypothetical alert), they follow the
-    silences and throttles in force now, as its OPEN would.
+    silences and throttles in force now, as its OPEN would. `version` is the tenant's routing
+    version when the caller has read it already (ingest reads it with the alert).
     """
-    routing = ROUTING.get(session, tenant_id, now)
+    routing = ROUTING.get(session, tenant_id, now, version)
     # Dispatch decides only the rules the alert's type can match (see `Routing`); explain
     # answers for every rule, disabled ones included.
     rules = routing.candidates(facts.alert_type) if enabled_only else routing.rules
@@ -318,7 +280,23 @@ def create_jobs(
         return []
     queue = queue_for(alert.severity)
     event_id = store_event(session, alert, event_type, 0, now)
-    values = []
+    shared = {
+        "tenant_id": alert.tenant_id,
+        "alert_id": alert.alert_id,
+        "event_id": event_id,
+        "event_type": event_type,
+        "escalation_step": 0,
+        "queue": queue,
+        "created_at": now,
+        "updated_at": now,
+    }
+    inserted = insert_jobs(session, [{**job, **shared} for job in job_rows(decisions, event_type)])
+    return sorted(NewJob(row.job_id, queue, row.status) for row in inserted)
+
+
+def job_rows(decisions: list[RuleDecision], event_type: str) -> list[dict[str, Any]]:
+    """Each decided rule's job, as far as it is the job's own: channel, rule, status and why."""
+    rows = []
     for decision in decisions:
         rule = decision.rule
         if decision.outcome == SUPPRESSED:
@@ -327,31 +305,26 @@ def create_jobs(
             status, why = JobStatus.THROTTLED, "throttled"
         else:
             status, why = JobStatus.PENDING, None
-        values.append(
+        rows.append(
             {
-                "tenant_id": alert.tenant_id,
-                "alert_id": alert.alert_id,
                 "channel_id": rule.channel_id,
                 "rule_id": rule.rule_id,
-                "event_id": event_id,
-                "event_type": event_type,
-                "escalation_step": 0,
-                "status": status,
-                "queue": queue,
-                "attempts": 0,
-                "attempts_at_replay": 0,
+                "status": str(status),
                 "last_error": why,
                 # Only an OPEN's suppression may end in a release (the others follow it).
                 "silence_id": decision.silence_id or None if event_type == Event.OPEN else None,
-                "created_at": now,
-                "updated_at": now,
             }
         )
+    return rows
+
+
+def insert_jobs(session: Session, rows: list[dict[str, Any]]) -> list:
+    """Insert the jobs (a repeat inserts nothing); their (job_id, status) rows."""
+    rows = [{"attempts": 0, "attempts_at_replay": 0, **row} for row in rows]
     # One statement compiled once, the rows as its parameters (SQLAlchemy's "insertmanyvalues"
     # sends them as one multi-row INSERT): building a multi-row VALUES per event compiled it
     # anew each time, the largest cost of an alert's ingest.
-    inserted = session.execute(_INSERT_JOBS[is_postgres(session)], values).all()
-    return sorted(NewJob(row.job_id, queue, row.status) for row in inserted)
+    return session.execute(_INSERT_JOBS[is_postgres(session)], rows).all()
 
 
 def _insert_jobs(insert):

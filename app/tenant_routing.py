@@ -17,14 +17,17 @@ import threading
 from collections import OrderedDict
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
+from app.db import Work, run
 from app.models import NotificationChannel, RoutingRule, Silence, Tenant
 from app.routing import Routing
 
 # Tenants whose routing one process keeps; the least recently used beyond this are dropped.
 CACHED_TENANTS = 4096
+
+_VERSION = select(Tenant.routing_version).where(Tenant.tenant_id == bindparam("p_tenant_id"))
 
 
 def load(session: Session, tenant_id: str, version: int, now: datetime) -> Routing:
@@ -54,18 +57,29 @@ class RoutingCache:
         self._entries: OrderedDict[tuple[str, str], Routing] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, session: Session, tenant_id: str, now: datetime) -> Routing:
-        version = session.scalar(select(Tenant.routing_version).where(Tenant.tenant_id == tenant_id))
+    def get(self, session: Session | Work, tenant_id: str, now: datetime, version: int | None = None) -> Routing:
+        """The tenant's routing as of `version` (read here when not given).
+
+        In a `Work` (the driver-level unit of work of ingest), a stale entry is reloaded in a
+        session of its own: the version it loads is at least the one this transaction read.
+        """
+        if version is None:
+            version = run(session, _VERSION, tenant_id=tenant_id).scalar()
         if version is None:  # no such tenant: nothing to route, nothing to keep
             return Routing.of(-1, (), (), ())
         # One process may talk to several databases (tests do): the key names the database.
-        key = (session.get_bind().url.render_as_string(hide_password=True), tenant_id)
+        database = session.database if isinstance(session, Work) else session.info.get("database")
+        key = (database.key if database else session.get_bind().url.render_as_string(hide_password=True), tenant_id)
         with self._lock:
             cached = self._entries.get(key)
             if cached is not None and cached.version == version:
                 self._entries.move_to_end(key)
                 return cached
-        routing = load(session, tenant_id, version, now)
+        if isinstance(session, Work):
+            with database.session(tenant_id) as own:
+                routing = load(own, tenant_id, run(own, _VERSION, tenant_id=tenant_id).scalar(), now)
+        else:
+            routing = load(session, tenant_id, version, now)
         with self._lock:
             self._entries[key] = routing
             self._entries.move_to_end(key)

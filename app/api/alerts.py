@@ -10,6 +10,7 @@ from flask import Blueprint
 from sqlalchemy import select
 
 from app import alerts as lifecycle
+from app import opening
 from app.api.common import get_or_404, path_id, principal, tenant_id, tenant_session
 from app.api.operations import operation
 from app.api.pagination import paginate
@@ -42,9 +43,9 @@ def _to_send(session, outcome: lifecycle.AlertOutcome) -> list[tuple[int, str]]:
 @operation(AlertWithJobs, 201, body=AlertCreate, also={200: AlertWithJobs}, errors=(429,))
 def open_alert(body: AlertCreate):
     """Open an alert (200 with the active alert when the fingerprint is a duplicate)"""
-    with tenant_session() as session:
-        outcome = lifecycle.open_alert(session, tenant_id(), body.model_dump())
-        to_send = _to_send(session, outcome)
+    state = pulse()
+    with state.db.work(tenant_id()) as work:
+        outcome, to_send = opening.open_alert(work, tenant_id(), body.model_dump(), state.settings.delivery)
     return _answer(outcome, to_send, 201 if outcome.created else 200)
 
 

@@ -36,7 +36,8 @@ from sqlalchemy import Boolean, Float, and_, bindparam, case, exists, func, sele
 from sqlalchemy.orm import Session
 
 from app.config import DeliverySettings
-from app.db import DbAfter, DbNow, Work, insert_for, is_postgres
+from app.db import DbAfter, DbNow, insert_for, is_postgres
+from app.db import run as _run
 from app.delivery.policy import SCHEDULE_TOLERANCE, claim_lease
 from app.delivery.records import AttemptRecord
 from app.models import (
@@ -240,6 +241,8 @@ _RECORD = (
     )
 )
 
+_LOCK_JOB = select(JOBS.c.job_id).where(JOBS.c.job_id == bindparam("p_job_id")).with_for_update(key_share=True)
+
 _QUEUED = (
     select(func.count())
     .select_from(JOBS)
@@ -310,16 +313,6 @@ _UNMARK = (
     .where(JOBS.c.job_id.in_(bindparam("p_job_ids", expanding=True)), JOBS.c.status.in_(WAITING))
     .values(enqueued_at=None, updated_at=DbNow())
 )
-
-
-def _run(session: Session | Work, statement, **params):
-    # Core statements, on the driver in a Work (see Database.work), else on the session's
-    # connection: no ORM bookkeeping on the hot path. The statements' parameters are named
-    # p_<name> (a column's own name is reserved in UPDATE).
-    values = {f"p_{name}": value for name, value in params.items()}
-    if isinstance(session, Work):
-        return session.run(statement, values)
-    return session.connection().execute(statement, values)
 
 
 def _targets(result) -> list[Target]:
@@ -422,6 +415,12 @@ def record_outcome(session: Session, record: AttemptRecord) -> Recorded:
     else:
         status = JobStatus.FAILED
     error = None if record.success else record.detail
+    if is_postgres(session):
+        # The job's row lock first, in a statement of its own: a later event of the alert whose
+        # transaction holds it (app.alerts.jobs_to_send) has committed when the UPDATE below
+        # starts, so its snapshot sees that event's jobs waiting. Taken by the UPDATE itself,
+        # the lock would be waited for with the snapshot already taken, blind to them.
+        _run(session, _LOCK_JOB, job_id=record.job_id)
     row = _run(
         session,
         _RECORD,
