@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from app.acklinks import AckLinks
+from app.auth import VerifiedTokens
 from app.config import Settings
 from app.db import Database
 from app.delivery.admission import ChannelAdmission
@@ -51,6 +52,11 @@ class Services:
     def tenants(self) -> KnownTenants:
         """Which tenants exist: a token naming any other is refused."""
         return KnownTenants(self.db)
+
+    @cached_property
+    def tokens(self) -> VerifiedTokens:
+        """The bearer tokens this process has verified lately."""
+        return VerifiedTokens(self.settings)
 
     @cached_property
     def passwords(self) -> PasswordHasher:

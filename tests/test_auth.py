@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.auth import InvalidToken, decode_token
+from app.auth import InvalidToken, VerifiedTokens, decode_token
 from app.config import Settings
 
 
@@ -158,3 +158,30 @@ def test_create_user_updates_an_existing_users_role_and_password(runner, client)
 def test_create_user_rejects_an_unknown_role(runner):
     result = runner.invoke(args=["create-user", "--tenant", "acme", "--email", "x@acme.test", "--role", "root", "--password", "p"])
     assert result.exit_code != 0
+
+
+def test_verified_tokens_are_remembered_never_past_their_expiry(tenant):
+    settings = Settings.from_env()
+    tokens = VerifiedTokens(settings, ttl_seconds=60)
+    short = signed(claims_for(tenant, exp=int(time.time()) + 2))
+    first = tokens.claims(short)
+    assert first["tenant_id"] == tenant.tenant_id
+    # Remembered: the same string is answered with the claims verified the first time ...
+    assert tokens.claims(short) is first
+    time.sleep(2.2)
+    # ... but never past its exp: then it is verified anew (and holds within the leeway).
+    again = tokens.claims(short)
+    assert again == first and again is not first
+    expired = signed(claims_for(tenant, exp=int(time.time()) - 60))
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.claims(expired)
+
+
+def test_a_forged_token_is_never_remembered(tenant):
+    tokens = VerifiedTokens(Settings.from_env())
+    genuine = signed(claims_for(tenant))
+    forged = signed(claims_for(tenant), key="not-the-secret-key")
+    assert tokens.claims(genuine)["sub"] == tenant.admin_email
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            tokens.claims(forged)

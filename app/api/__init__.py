@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, g, request
 
-from app.auth import ROLES, InvalidToken, decode_token, principal_from_claims
+from app.auth import ROLES, InvalidToken, principal_from_claims
 from app.problems import Problem
 from app.web import pulse
 
@@ -28,7 +28,7 @@ def _authenticate():
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "a bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="pulse"'})
     try:
-        claims = decode_token(pulse().settings, token.strip())
+        claims = pulse().tokens.claims(token.strip())
     except InvalidToken as exc:
         raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="pulse", error="invalid_token"'}) from None
     principal = principal_from_claims(claims)
