@@ -280,17 +280,8 @@ def create_jobs(
         return []
     queue = queue_for(alert.severity)
     event_id = store_event(session, alert, event_type, 0, now)
-    shared = {
-        "tenant_id": alert.tenant_id,
-        "alert_id": alert.alert_id,
-        "event_id": event_id,
-        "event_type": event_type,
-        "escalation_step": 0,
-        "queue": queue,
-        "created_at": now,
-        "updated_at": now,
-    }
-    inserted = insert_jobs(session, [{**job, **shared} for job in job_rows(decisions, event_type)])
+    rows = job_rows(decisions, event_type)
+    inserted = insert_jobs(session, rows, tenant_id=alert.tenant_id, alert_id=alert.alert_id, event_id=event_id, event_type=event_type, queue=queue, now=now)
     return sorted(NewJob(row.job_id, queue, row.status) for row in inserted)
 
 
@@ -318,13 +309,27 @@ def job_rows(decisions: list[RuleDecision], event_type: str) -> list[dict[str, A
     return rows
 
 
-def insert_jobs(session: Session, rows: list[dict[str, Any]]) -> list:
-    """Insert the jobs (a repeat inserts nothing); their (job_id, status) rows."""
-    rows = [{"attempts": 0, "attempts_at_replay": 0, **row} for row in rows]
+def insert_jobs(
+    session: Session, rows: list[dict[str, Any]], *, tenant_id: str, alert_id: int, event_id: int, event_type: str, queue: str, now: datetime
+) -> list:
+    """Insert one event's jobs, `rows` as `job_rows` made them (a repeat inserts nothing);
+    their (job_id, status) rows."""
+    shared = {
+        "tenant_id": tenant_id,
+        "alert_id": alert_id,
+        "event_id": event_id,
+        "event_type": event_type,
+        "escalation_step": 0,
+        "queue": queue,
+        "attempts": 0,
+        "attempts_at_replay": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
     # One statement compiled once, the rows as its parameters (SQLAlchemy's "insertmanyvalues"
     # sends them as one multi-row INSERT): building a multi-row VALUES per event compiled it
     # anew each time, the largest cost of an alert's ingest.
-    return session.execute(_INSERT_JOBS[is_postgres(session)], rows).all()
+    return session.execute(_INSERT_JOBS[is_postgres(session)], [{**row, **shared} for row in rows]).all()
 
 
 def _insert_jobs(insert):

@@ -205,7 +205,7 @@ def open_alert(work: Work | Session, tenant_id: str, data: dict[str, Any], setti
         inserted = run(work, _EVENT_AND_JOBS_PG, jobs=own, queue=queue, updated_at=now, **event).all()
     else:
         event_id = run(work, _EVENT_SQLITE, **event).scalar()
-        inserted = insert_jobs(work, [{**job, **event, "event_id": event_id, "queue": queue, "updated_at": now} for job in own])
+        inserted = insert_jobs(work, own, tenant_id=tenant_id, alert_id=alert.alert_id, event_id=event_id, event_type=str(Event.OPEN), queue=queue, now=now)
     jobs = sorted(NewJob(row.job_id, queue, row.status) for row in inserted)
     outcome = AlertOutcome(alert, event=Event.OPEN, created=True, jobs=jobs)
     # A new alert has no earlier event whose jobs could be settling: its tenant's share of the
