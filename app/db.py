@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import namedtuple
 from contextlib import AbstractContextManager, contextmanager
@@ -161,8 +162,9 @@ class Database:
         """A unit of work for the delivery path: statements compiled once, run on the driver.
 
         On PostgreSQL it is a transaction on one pooled connection whose statements skip
-        SQLAlchemy's per-execution work (cache keys, result processing), with the tenant's
-        scope set by the first statement itself; elsewhere it is a plain session.
+        SQLAlchemy's per-execution work (cache keys, result processing); its BEGIN and the
+        tenant's scope travel with its first statement, so a transaction of one statement
+        costs two round trips (`Work.run_alone`: one). Elsewhere it is a plain session.
         """
         if not self.is_postgres:
             with self._session(scope) as session:
@@ -175,20 +177,28 @@ class Database:
             connection = self.engine.raw_connection()
         except driver_error as error:
             raise DBAPIError.instance(None, None, error, driver_error) from error
+        work = Work(connection, scope, self)
         try:
-            work = Work(connection, scope, self)
+            # The Work says BEGIN and COMMIT itself: the driver's own BEGIN is a round trip
+            # of its own before every transaction's first statement.
+            connection.dbapi_connection.autocommit = True
             yield work
-            connection.commit()
+            work.commit()
         except BaseException as error:
             try:
-                connection.rollback()
+                work.rollback()
             except Exception:  # the connection is gone; the pool replaces it
                 connection.invalidate()
             if isinstance(error, driver_error):
                 raise DBAPIError.instance(None, None, error, driver_error) from error
             raise
         finally:
-            connection.close()
+            if work.discard:
+                connection.invalidate()
+            else:
+                if connection.dbapi_connection is not None:
+                    connection.dbapi_connection.autocommit = False
+                connection.close()
 
     def rls_bypass(self) -> str | None:
         """Why this connection's role is not bound by row-level security, or None when it is.
@@ -319,7 +329,8 @@ def _now_sqlite(element, compiler, **kw):
 
 @compiles(DbAfter)
 def _after_default(element, compiler, **kw):
-    return f"(now() + make_interval(secs => {compiler.process(element.seconds, **kw)}))"
+    # Cast, so that a prepared statement's parameter here has a type (app.db.prepared).
+    return f"(now() + make_interval(secs => CAST({compiler.process(element.seconds, **kw)} AS DOUBLE PRECISION)))"
 
 
 @compiles(DbAfter, "sqlite")
@@ -340,6 +351,7 @@ def db_after(session: Session | None, seconds: float | ColumnElement) -> ColumnE
 
 _COMPILED: dict[int, tuple[str, dict[str, Any], dict[str, Any], Any]] = {}
 _DIALECT = postgresql.psycopg2.dialect()
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 def _compiled(statement) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
@@ -365,6 +377,45 @@ def _compiled(statement) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
 _KEEP: list = []
 
 
+class _Plan:
+    """A statement PostgreSQL plans once per connection: its PREPARE text and its EXECUTE call."""
+
+    def __init__(self, name: str, statement):
+        from psycopg2.extensions import adapt
+
+        sql, constants, _processors, _row_type = _compiled(statement)
+        variables: list[str] = []
+
+        def placeholder(match: re.Match) -> str:
+            key = match.group(1)
+            if not key.startswith("p_"):
+                # A constant (a status, a list of them): written into the plan, so the partial
+                # indexes whose predicates name those values still match it.
+                return adapt(constants[key]).getquoted().decode().replace("%", "%%")
+            if key not in variables:
+                variables.append(key)
+            return f"${variables.index(key) + 1}"
+
+        self.name = name
+        self.prepare = f"PREPARE {name} AS " + _PLACEHOLDER.sub(placeholder, sql)
+        self.execute = f"EXECUTE {name}(" + ", ".join(f"%({key})s" for key in variables) + ")"
+
+
+_PLANS: dict[int, _Plan] = {}
+
+
+def prepared(statement):
+    """Mark a module-level statement to be planned once per connection (PREPARE / EXECUTE).
+
+    For the statements every delivery runs, whose plan is the same whatever the values (a job
+    by its id): PostgreSQL spent more CPU planning them than running them. Not for statements
+    whose best plan depends on the values (the feeds: a plan made for a nearly empty table
+    turns into a scan of a full one).
+    """
+    _PLANS[id(statement)] = _Plan(f"pulse_{len(_PLANS) + 1}", statement)
+    return statement
+
+
 class RawResult:
     """Rows of one statement run by `Work`, with the attribute access SQLAlchemy rows have."""
 
@@ -386,27 +437,117 @@ class RawResult:
 
 
 class Work:
-    """One PostgreSQL transaction of the delivery path (see `Database.work`)."""
+    """One PostgreSQL transaction of the delivery path (see `Database.work`).
+
+    The driver runs in autocommit mode and the Work writes the transaction's edges itself:
+    `BEGIN`, the tenant's scope and any statements deferred with `defer` go in one message
+    with the first statement that is run, and `COMMIT` is sent at the end. A unit of work of
+    a single statement can instead be run as that message's implicit transaction
+    (`run_alone`), which PostgreSQL commits as soon as the statement ends: one round trip.
+    Each statement of a message still takes its own snapshot (READ COMMITTED).
+    """
 
     is_postgres = True
 
     def __init__(self, connection, tenant_id: str, database: "Database | None" = None):
         self._connection = connection
-        self._scope: str | None = tenant_id
+        self._scope = tenant_id
         # The database it runs on: what a cache keyed per database needs (app.tenant_routing).
         self.database = database
+        self._deferred: list[str] = []
+        self._deferred_values: dict[str, Any] = {}
+        # "new" (nothing sent), "open" (BEGIN sent) or "done" (committed by run_alone).
+        self._state = "new"
+        # Whether the connection is to be closed instead of going back to the pool.
+        self.discard = False
+
+    def defer(self, statement, params: dict[str, Any]) -> None:
+        """Send `statement` (its result unread) ahead of the next one, in the same message."""
+        sql, values = self._bound(statement, params)
+        for name, value in values.items():
+            if name in self._deferred_values and self._deferred_values[name] != value:
+                raise ValueError(f"deferred statements disagree on the parameter {name!r}")
+        self._deferred.append(sql)
+        self._deferred_values.update(values)
 
     def run(self, statement, params: dict[str, Any]) -> RawResult:
-        sql, constants, processors, row_type = _compiled(statement)
+        """Run `statement` in this transaction."""
+        return self._send(statement, params, alone=False)
+
+    def run_alone(self, statement, params: dict[str, Any]) -> RawResult:
+        """Run `statement` (after any deferred ones) as the whole unit of work, committed when it ends.
+
+        Only as the Work's first statement; nothing can run in it afterwards.
+        """
+        if self._state != "new":
+            raise RuntimeError("run_alone must be the only statement of its unit of work")
+        return self._send(statement, params, alone=True)
+
+    def commit(self) -> None:
+        if self._deferred:
+            self._send(None, {}, alone=self._state == "new")
+        if self._state == "open":
+            self._execute("COMMIT", {})
+        self._state = "done"
+
+    def rollback(self) -> None:
+        # "open" also after a failed first message: its BEGIN opened the transaction that
+        # failed. A failed run_alone was rolled back by PostgreSQL itself.
+        opened, self._state, self._deferred = self._state == "open", "done", []
+        if opened:
+            self._execute("ROLLBACK", {})
+
+    def _bound(self, statement, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        sql, constants, processors, _row_type = _compiled(statement)
         values = {**constants, **params}
         for name, process in processors.items():
             if name in values:
                 values[name] = process(values[name])
-        if self._scope is not None:
-            # The transaction's scope travels with its first statement: one round trip.
-            sql = "SELECT set_config('app.tenant_id', %(_scope)s, true); " + sql
+        return sql, values
+
+    def _send(self, statement, params: dict[str, Any], *, alone: bool) -> RawResult:
+        if self._state == "done":
+            raise RuntimeError("this unit of work has ended")
+        parts: list[str] = []
+        values: dict[str, Any] = {}
+        preparing = None
+        if self._state == "new":
+            if not alone:
+                parts.append("BEGIN")
+            # The transaction's scope, local to it: a pooled connection never carries one
+            # tenant's scope to another.
+            parts.append("SELECT set_config('app.tenant_id', %(_scope)s, true)")
             values["_scope"] = self._scope
-            self._scope = None
+        parts += self._deferred
+        values.update(self._deferred_values)
+        self._deferred, self._deferred_values = [], {}
+        row_type = None
+        if statement is not None:
+            sql, own = self._bound(statement, params)
+            plan = _PLANS.get(id(statement))
+            if plan is not None:
+                planned = self._connection.info.setdefault("pulse_plans", set())
+                if plan.name not in planned:
+                    parts.append(plan.prepare)
+                    preparing = plan.name
+                sql = plan.execute
+            parts.append(sql)
+            values.update(own)
+            row_type = _compiled(statement)[3]
+        self._state = "done" if alone else "open"
+        try:
+            result = self._execute("; ".join(parts), values, row_type)
+        except BaseException:
+            if preparing is not None:
+                # Whether the PREPARE ran before the failure is unknown: this connection is
+                # replaced rather than asked.
+                self.discard = True
+            raise
+        if preparing is not None:
+            planned.add(preparing)
+        return result
+
+    def _execute(self, sql: str, values: dict[str, Any], row_type=None) -> RawResult:
         cursor = self._connection.cursor()
         try:
             cursor.execute(sql, values)
@@ -427,3 +568,18 @@ def run(session: Session | Work, statement, **params):
     if isinstance(session, Work):
         return session.run(statement, values)
     return session.connection().execute(statement, values)
+
+
+def run_alone(session: Session | Work, statement, **params):
+    """`run`, for a unit of work whose only statement this is (see `Work.run_alone`)."""
+    if isinstance(session, Work):
+        return session.run_alone(statement, {f"p_{name}": value for name, value in params.items()})
+    return run(session, statement, **params)
+
+
+def defer(session: Session | Work, statement, **params) -> None:
+    """Run `statement`, whose result is not needed: in a Work, with the next statement's message."""
+    if isinstance(session, Work):
+        session.defer(statement, {f"p_{name}": value for name, value in params.items()})
+    else:
+        run(session, statement, **params)
