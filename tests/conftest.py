@@ -177,6 +177,16 @@ def db(app):
 
 
 @pytest.fixture
+def quiet(app):
+    """An app of the test's own whose broker is down: jobs are created, no message goes out."""
+    from tests.delivery_support import make_quiet_app
+
+    application = make_quiet_app()
+    yield application
+    application.extensions["pulse"].db.dispose()
+
+
+@pytest.fixture
 def tenant(app) -> Tenant:
     """A tenant of this test's own, with an admin and a viewer token."""
     return make_tenant(app)

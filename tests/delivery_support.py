@@ -48,6 +48,7 @@ def outcome(claimed, success: bool, *, retry_in: float | None = None, detail: st
     return AttemptRecord(
         job_id=claimed.job_id,
         tenant_id=claimed.tenant_id,
+        alert_id=claimed.alert_id,
         channel_id=claimed.channel_id,
         channel_type="webhook",
         queue=claimed.queue,

@@ -14,17 +14,10 @@ from app.delivery.outbox import OutcomeOutbox
 from app.delivery.policy import claim_lease
 from app.delivery.sweep import SweepReport, expire_leases
 from app.status import JobStatus
-from tests.delivery_support import age, job, log_rows, make_quiet_app, outcome, settings
+from tests.delivery_support import age, job, log_rows, outcome, settings
 from tests.support import create_channel, create_rule, make_tenant, post_alert
 
 POLICY = settings(max_attempts=3)
-
-
-@pytest.fixture
-def quiet(app):
-    application = make_quiet_app()
-    yield application
-    application.extensions["pulse"].db.dispose()
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ waits without one, and is then *fed* to the broker when its turn comes:
 
 * **Per tenant**, at most `tenant_queue_depth` jobs of one tenant have a message waiting in one
   queue at a time; the rest wait in the database in job order and are fed as that tenant's
-  messages are consumed. One tenant's backlog therefore sits in the database, not in front of
-  another tenant's messages in the broker.
+  messages are consumed, half a share at a time (`Share`). One tenant's backlog therefore
+  sits in the database, not in front of another tenant's messages in the broker.
 * **Per alert and channel**, a job is not attempted while an earlier event's job of the same
   alert on the same channel is unsettled; the earlier job's outcome feeds it.
 * **Per channel**, a job held because its channel was busy or its circuit open (`hold`) is fed
@@ -15,10 +15,11 @@ waits without one, and is then *fed* to the broker when its turn comes:
 
 Each claim is one numbered attempt (`attempts`, the fencing token): only the attempt that
 still holds the claim changes the job; a late outcome is logged against its own attempt.
-Every function here runs in the caller's transaction; the messages of the jobs it returns are
-sent after the commit.
+Every function here runs in the caller's transaction (a claim, and an outcome written on the
+driver, are each a transaction of their own: one round trip); the messages of the jobs it
+returns are sent after the commit.
 
-The module is longer than most (about 600 lines) because the statements of one queue belong
+The module is longer than most (about 700 lines) because the statements of one queue belong
 together: each claim, feed and release is written against the same predicates (`_not_blocked`,
 `_fresh`, `_feeding`), and splitting them would put those far from their users.
 
@@ -32,11 +33,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Float, and_, bindparam, case, exists, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.config import DeliverySettings
-from app.db import DbAfter, DbNow, insert_for, is_postgres
+from app.db import DbAfter, DbNow, Work, defer, insert_for, is_postgres, prepared, run_alone
 from app.db import run as _run
 from app.delivery.policy import SCHEDULE_TOLERANCE, claim_lease
 from app.delivery.records import AttemptRecord
@@ -64,6 +81,22 @@ UNSETTLED = [str(status) for status in UNSETTLED_JOB_STATUSES]
 
 
 @dataclass(frozen=True)
+class Share:
+    """A tenant's share of one queue: its messages waiting, and whether more jobs wait unsent."""
+
+    queued: int
+    backlog: bool
+
+    def needs_feeding(self, settings: DeliverySettings) -> bool:
+        """Whether to top the share up now: jobs wait unsent and it is down to half its depth.
+
+        At half, not after every message: a top-up is one statement and one publish whatever
+        it sends, so a backlog is fed half a share at a time instead of a job per delivery.
+        """
+        return bool(self.backlog) and self.queued <= settings.tenant_queue_depth // 2
+
+
+@dataclass(frozen=True)
 class ClaimedJob:
     """A job claimed for one attempt, with what sending it needs."""
 
@@ -79,6 +112,8 @@ class ClaimedJob:
     channel: Any
     # When the job's event happened (its acknowledge link expires 7 days later).
     event_at: Any = None
+    # The tenant's share of the job's queue as the claim saw it (the claimed job left out).
+    share: Share | None = None
 
     @property
     def token(self) -> str:
@@ -103,7 +138,7 @@ def _not_blocked(job=JOBS):
 
 def _fresh(job=JOBS):
     """Not older than the bound `p_max_age` seconds (from creation, or from the last replay)."""
-    return func.coalesce(job.c.replayed_at, job.c.created_at) > DbAfter(-bindparam("p_max_age"))
+    return func.coalesce(job.c.replayed_at, job.c.created_at) > DbAfter(-cast(bindparam("p_max_age"), Float))
 
 
 def _later_event_delivered(job):
@@ -115,6 +150,34 @@ def _later_event_delivered(job):
         later.c.channel_id == job.channel_id,
         later.c.job_id > job.job_id,
         later.c.status == JobStatus.DELIVERED,
+    )
+
+
+def queued_messages(tenant_id, queue, besides=None):
+    """How many of a tenant's jobs have a message waiting in `queue` (but `besides`), as a scalar."""
+    queued = JOBS.alias("queued")
+    conditions = [
+        queued.c.tenant_id == tenant_id,
+        queued.c.queue == queue,
+        queued.c.enqueued_at.is_not(None),
+        queued.c.status.in_(WAITING),
+        queued.c.next_attempt_at <= DbNow(),
+    ]
+    if besides is not None:
+        conditions.append(queued.c.job_id != besides)
+    return select(func.count()).select_from(queued).where(*conditions).scalar_subquery()
+
+
+def _backlog(tenant_id, queue):
+    """Whether a job of the tenant for `queue` is due and waits without a message (an EXISTS)."""
+    waiting = JOBS.alias("backlog")
+    return exists().where(
+        waiting.c.tenant_id == tenant_id,
+        waiting.c.queue == queue,
+        waiting.c.status.in_(WAITING),
+        waiting.c.enqueued_at.is_(None),
+        waiting.c.hold.is_(None),
+        waiting.c.next_attempt_at <= DbNow(),
     )
 
 
@@ -168,14 +231,28 @@ _CHANNEL_COLUMNS = (
     CHANNELS.c.channel_id, CHANNELS.c.tenant_id, CHANNELS.c.channel_type, CHANNELS.c.config,
     CHANNELS.c.encrypted_secrets, CHANNELS.c.is_enabled, CHANNELS.c.updated_at, CHANNELS.c.deleted_at,
 )
-_SENDING_WITH = select(*_CHANNEL_COLUMNS, EVENTS.c.payload, EVENTS.c.created_at.label("event_at")).select_from(EVENTS).outerjoin(
+_SENDING_WITH = select(
+    *_CHANNEL_COLUMNS,
+    EVENTS.c.payload,
+    EVENTS.c.created_at.label("event_at"),
+    queued_messages(bindparam("p_tenant_id"), bindparam("p_queue"), besides=bindparam("p_job_id")).label("queued"),
+    _backlog(bindparam("p_tenant_id"), bindparam("p_queue")).label("backlog"),
+).select_from(EVENTS).outerjoin(
     CHANNELS, CHANNELS.c.channel_id == bindparam("p_channel_id")
 ).where(EVENTS.c.event_id == bindparam("p_event_id"))
 
-# PostgreSQL claims and reads what the attempt needs in one round trip.
+# PostgreSQL claims and reads what the attempt needs in one round trip. The claim's snapshot
+# still shows the claimed job's message waiting: the count leaves it out by its id.
 _claimed = _CLAIM.cte("claimed")
-_CLAIM_WITH_CHANNEL = (
-    select(_claimed, *_CHANNEL_COLUMNS[1:], EVENTS.c.payload, EVENTS.c.created_at.label("event_at"))
+_CLAIM_WITH_CHANNEL = prepared(
+    select(
+        _claimed,
+        *_CHANNEL_COLUMNS[1:],
+        EVENTS.c.payload,
+        EVENTS.c.created_at.label("event_at"),
+        queued_messages(_claimed.c.tenant_id, _claimed.c.queue, besides=bindparam("p_job_id")).label("queued"),
+        _backlog(_claimed.c.tenant_id, _claimed.c.queue).label("backlog"),
+    )
     .select_from(_claimed)
     .join(EVENTS, EVENTS.c.event_id == _claimed.c.event_id)
     .outerjoin(CHANNELS, CHANNELS.c.channel_id == _claimed.c.channel_id)
@@ -238,23 +315,17 @@ _RECORD = (
         .label("later_waiting"),
         # Whether jobs are held for the channel: only then does its freed slot feed one.
         exists().where(_held.c.channel_id == JOBS.c.channel_id, _held.c.hold.is_not(None)).label("channel_held"),
+        # The tenant's messages waiting in the queue: the claims of the attempts in flight
+        # have committed by now, so this count is the one that keeps the share fed.
+        queued_messages(JOBS.c.tenant_id, JOBS.c.queue).label("queued"),
+        _backlog(JOBS.c.tenant_id, JOBS.c.queue).label("backlog"),
     )
 )
 
 _LOCK_JOB = select(JOBS.c.job_id).where(JOBS.c.job_id == bindparam("p_job_id")).with_for_update(key_share=True)
 
-_QUEUED = (
-    select(func.count())
-    .select_from(JOBS)
-    .where(
-        JOBS.c.tenant_id == bindparam("p_tenant_id"),
-        JOBS.c.queue == bindparam("p_queue"),
-        JOBS.c.enqueued_at.is_not(None),
-        JOBS.c.status.in_(WAITING),
-        JOBS.c.next_attempt_at <= DbNow(),
-    )
-    .scalar_subquery()
-)
+_QUEUED = queued_messages(bindparam("p_tenant_id"), bindparam("p_queue"))
+_QUEUED_COUNT = select(_QUEUED)
 _room = bindparam("p_depth") - _QUEUED
 _FEED_TENANT = _feeding(
     select(JOBS.c.job_id)
@@ -286,22 +357,30 @@ _FEED_PROBE = _feeding(
     .with_for_update(skip_locked=True),
     clear_hold=True,
 )
-_RELEASE_SUCCESSOR = _feeding(
-    select(JOBS.c.job_id)
-    .where(
-        JOBS.c.tenant_id == bindparam("p_tenant_id"),
-        JOBS.c.alert_id == bindparam("p_alert_id"),
-        JOBS.c.channel_id == bindparam("p_channel_id"),
-        JOBS.c.job_id > bindparam("p_job_id"),
-        JOBS.c.status.in_(WAITING),
-        JOBS.c.enqueued_at.is_(None),
-        JOBS.c.hold.is_(None),
-        JOBS.c.next_attempt_at <= DbNow(),
+
+
+def _successor(alert_id, *conditions):
+    """Feed the next event's job of the alert on the channel (bound `p_channel_id`), if it waits."""
+    return _feeding(
+        select(JOBS.c.job_id)
+        .where(
+            *conditions,
+            JOBS.c.tenant_id == bindparam("p_tenant_id"),
+            JOBS.c.alert_id == alert_id,
+            JOBS.c.channel_id == bindparam("p_channel_id"),
+            JOBS.c.job_id > bindparam("p_job_id"),
+            JOBS.c.status.in_(WAITING),
+            JOBS.c.enqueued_at.is_(None),
+            JOBS.c.hold.is_(None),
+            JOBS.c.next_attempt_at <= DbNow(),
+        )
+        .order_by(JOBS.c.job_id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
     )
-    .order_by(JOBS.c.job_id)
-    .limit(1)
-    .with_for_update(skip_locked=True)
-)
+
+
+_RELEASE_SUCCESSOR = _successor(bindparam("p_alert_id"))
 _RELEASE_CIRCUIT_HOLDS = (
     update(JOBS)
     .where(JOBS.c.channel_id == bindparam("p_channel_id"), JOBS.c.hold == HOLD_CIRCUIT_OPEN)
@@ -336,18 +415,21 @@ def claim(session: Session, job_id: int, settings: DeliverySettings) -> ClaimedJ
         "max_age": settings.max_age_seconds,
     }
     if is_postgres(session):
-        row = _run(session, _CLAIM_WITH_CHANNEL, **params).first()
+        # The claim is a unit of work of its own: one round trip.
+        row = run_alone(session, _CLAIM_WITH_CHANNEL, **params).first()
         if row is None:
             return None
         channel = row if row.channel_type is not None else None
-        payload, event_at = row.payload, row.event_at
+        payload, event_at, share = row.payload, row.event_at, Share(row.queued, row.backlog)
     else:
         row = _run(session, _CLAIM, **params).first()
         if row is None:
             return None
-        found = _run(session, _SENDING_WITH, channel_id=row.channel_id, event_id=row.event_id).first()
+        found = _run(
+            session, _SENDING_WITH, channel_id=row.channel_id, event_id=row.event_id, tenant_id=row.tenant_id, queue=row.queue, job_id=job_id
+        ).first()
         channel = found if found.channel_type is not None else None
-        payload, event_at = found.payload, found.event_at
+        payload, event_at, share = found.payload, found.event_at, Share(found.queued, found.backlog)
     return ClaimedJob(
         job_id=job_id,
         tenant_id=row.tenant_id,
@@ -359,6 +441,7 @@ def claim(session: Session, job_id: int, settings: DeliverySettings) -> ClaimedJ
         payload={**payload, "job_id": job_id},
         channel=channel,
         event_at=event_at,
+        share=share,
     )
 
 
@@ -394,6 +477,8 @@ class Recorded:
     to_send: list[Target]
     # Whether jobs wait for the job's channel (a freed slot should feed one).
     channel_held: bool = False
+    # The tenant's share of the job's queue after the outcome (None when stale).
+    share: Share | None = None
 
     @property
     def stale(self) -> bool:
@@ -415,15 +500,8 @@ def record_outcome(session: Session, record: AttemptRecord) -> Recorded:
     else:
         status = JobStatus.FAILED
     error = None if record.success else record.detail
-    if is_postgres(session):
-        # The job's row lock first, in a statement of its own: a later event of the alert whose
-        # transaction holds it (app.alerts.jobs_to_send) has committed when the UPDATE below
-        # starts, so its snapshot sees that event's jobs waiting. Taken by the UPDATE itself,
-        # the lock would be waited for with the snapshot already taken, blind to them.
-        _run(session, _LOCK_JOB, job_id=record.job_id)
-    row = _run(
-        session,
-        _RECORD,
+    late_error = (error or "delivered") + LATE_OUTCOME
+    params = dict(
         job_id=record.job_id,
         attempt=record.attempt,
         status=str(status),
@@ -432,30 +510,60 @@ def record_outcome(session: Session, record: AttemptRecord) -> Recorded:
         retrying=status == JobStatus.RETRYING,
         retry_in=record.retry_in or 0.0,
         eta=status == JobStatus.RETRYING and record.eta_message,
-    ).first()
+    )
+    if isinstance(session, Work) and record.alert_id is not None:
+        # The job's row lock first, in a statement of its own: a later event of the alert whose
+        # transaction holds it (app.alerts.jobs_to_send) has committed when the statement after
+        # starts, so its snapshot sees that event's jobs waiting. Taken by the UPDATE itself,
+        # the lock would be waited for with the snapshot already taken, blind to them. Both
+        # go in one message, the whole unit of work.
+        defer(session, _LOCK_JOB, job_id=record.job_id)
+        row = run_alone(
+            session,
+            _RECORD_AND_LOG,
+            **{**params, **_log_params(record, error)},
+            alert_id=record.alert_id,
+            channel_id=record.channel_id,
+            late_error=late_error,
+            settles=status != JobStatus.RETRYING,
+        ).first()
+        if row is None:
+            return Recorded(None, [])
+        to_send = [(row.successor_id, row.successor_queue)] if row.successor_id is not None else []
+        return Recorded(status, to_send, bool(row.channel_held), Share(row.queued, row.backlog))
+    if is_postgres(session):
+        _run(session, _LOCK_JOB, job_id=record.job_id)
+    row = _run(session, _RECORD, **params).first()
     if row is None:
-        _log_attempt(session, record, (error or "delivered") + LATE_OUTCOME)
+        _log_attempt(session, record, late_error)
         return Recorded(None, [])
     _log_attempt(session, record, error)
     to_send: list[Target] = []
     if status != JobStatus.RETRYING and row.later_waiting:
         to_send = release_successor(session, record.tenant_id, row.alert_id, row.channel_id, record.job_id)
-    return Recorded(status, to_send, bool(row.channel_held))
+    return Recorded(status, to_send, bool(row.channel_held), Share(row.queued, row.backlog))
 
 
-def _log_statement(dialect_insert):
+_LOG_COLUMNS = ("tenant_id", "job_id", "attempt", "success", "status_code", "error", "duration_ms", "created_at")
+
+
+def _log_values(error=None):
+    """The log row's values from the bound parameters, in `_LOG_COLUMNS` order."""
+    return (
+        cast(bindparam("p_tenant_id"), String),
+        cast(bindparam("p_job_id"), BigInteger),
+        cast(bindparam("p_attempt"), Integer),
+        cast(bindparam("p_success"), Boolean),
+        cast(bindparam("p_status_code"), Integer),
+        cast(bindparam("p_error"), String) if error is None else error,
+        cast(bindparam("p_duration_ms"), Float),
+        DbNow(),
+    )
+
+
+def _log_upsert(insert):
     # One row per attempt. A row the sweeper wrote for a lease that expired (outcome unknown,
     # no duration) is corrected by the attempt's own late outcome; any other is kept.
-    insert = dialect_insert(LOG).values(
-        tenant_id=bindparam("p_tenant_id"),
-        job_id=bindparam("p_job_id"),
-        attempt=bindparam("p_attempt"),
-        success=bindparam("p_success"),
-        status_code=bindparam("p_status_code"),
-        error=bindparam("p_error"),
-        duration_ms=bindparam("p_duration_ms"),
-        created_at=DbNow(),
-    )
     return insert.on_conflict_do_update(
         index_elements=["job_id", "attempt"],
         set_={
@@ -468,6 +576,32 @@ def _log_statement(dialect_insert):
     )
 
 
+def _log_statement(dialect_insert):
+    return _log_upsert(dialect_insert(LOG).values(dict(zip(_LOG_COLUMNS, _log_values()))))
+
+
+def _record_and_log():
+    """PostgreSQL writes an outcome in one statement: the job, its log row, the successor fed.
+
+    The log row's error says whether the claim was still the attempt's own (`p_error`) or the
+    job had moved on (`p_late_error`); the successor is fed only when the job settled
+    (`p_settles`) and a later event of its alert waits on its channel.
+    """
+    recorded = _RECORD.cte("recorded")
+    error = case((exists(select(recorded.c.alert_id)), cast(bindparam("p_error"), String)), else_=cast(bindparam("p_late_error"), String))
+    logged = _log_upsert(postgresql.insert(LOG).from_select(_LOG_COLUMNS, select(*_log_values(error)))).cte("logged")
+    # The alert as a bound parameter, so the plan looks the successor up by its alert; the
+    # EXISTS is evaluated once, before any row is read.
+    releases = and_(cast(bindparam("p_settles"), Boolean), exists(select(recorded.c.alert_id).where(recorded.c.later_waiting)))
+    successor = _successor(cast(bindparam("p_alert_id"), BigInteger), releases).cte("successor")
+    return (
+        select(recorded, successor.c.job_id.label("successor_id"), successor.c.queue.label("successor_queue"))
+        .select_from(recorded.outerjoin(successor, true()))
+        .add_cte(logged)
+    )
+
+
+_RECORD_AND_LOG = prepared(_record_and_log())
 _LOG_STATEMENTS: dict[str, Any] = {}
 
 
@@ -475,17 +609,20 @@ def _log_attempt(session: Session, record: AttemptRecord, error: str | None) -> 
     dialect = "postgresql" if is_postgres(session) else "sqlite"
     if dialect not in _LOG_STATEMENTS:
         _LOG_STATEMENTS[dialect] = _log_statement(insert_for(session))
-    _run(
-        session,
-        _LOG_STATEMENTS[dialect],
-        tenant_id=record.tenant_id,
-        job_id=record.job_id,
-        attempt=record.attempt,
-        success=record.success,
-        status_code=record.status_code,
-        error=error,
-        duration_ms=record.duration_ms,
-    )
+    _run(session, _LOG_STATEMENTS[dialect], **_log_params(record, error))
+
+
+def _log_params(record: AttemptRecord, error: str | None) -> dict[str, Any]:
+    """The parameters of an attempt's log row."""
+    return {
+        "tenant_id": record.tenant_id,
+        "job_id": record.job_id,
+        "attempt": record.attempt,
+        "success": record.success,
+        "status_code": record.status_code,
+        "error": error,
+        "duration_ms": record.duration_ms,
+    }
 
 
 def log_lost_attempt(session: Session, job: Job, error: str) -> None:
@@ -508,7 +645,7 @@ def log_lost_attempt(session: Session, job: Job, error: str) -> None:
 
 def queued_count(session: Session, tenant_id: str, queue: str) -> int:
     """How many of a tenant's jobs have a message waiting in `queue`."""
-    return _run(session, select(_QUEUED), tenant_id=tenant_id, queue=queue).scalar()
+    return _run(session, _QUEUED_COUNT, tenant_id=tenant_id, queue=queue).scalar()
 
 
 def feed_tenant(session: Session, tenant_id: str, queue: str, settings: DeliverySettings) -> list[Target]:

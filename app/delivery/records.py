@@ -39,6 +39,9 @@ class AttemptRecord:
     # Whether the failure says nothing about the receiver (a configuration error, a refused
     # destination): such failures neither open nor close the channel's circuit.
     counts_for_circuit: bool = True
+    # The job's alert: whose next event on the channel the outcome may release. (A record
+    # handed over by an older version may lack it.)
+    alert_id: int | None = None
 
     @property
     def will_retry(self) -> bool:

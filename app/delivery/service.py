@@ -131,14 +131,18 @@ class Deliveries:
         # worker's own cross-tenant step (it names the job by its id).
         with self.db.system_work("claim") as session:
             claimed = claim(session, job_id, self.settings)
-            if claimed is None:
+        to_send: list = []
+        if claimed is None:
+            with self.db.system_work("claim") as session:
                 freed = consumed_without_claim(session, job_id)
                 to_send = feed_tenant(session, *freed, self.settings) if freed else []
-            else:
-                # The tenant's share of the queue shrank by this job: top it up now, so the
-                # queue stays full while the send below takes its time.
-                to_send = feed_tenant(session, claimed.tenant_id, claimed.queue, self.settings)
-                channel_type, config, unusable = self._channel(claimed)
+        else:
+            # The tenant's share of the queue shrank by this job: top it up once it is down
+            # to half, so the queue stays fed while the send below takes its time.
+            if claimed.share.needs_feeding(self.settings):
+                with self.db.work(claimed.tenant_id) as session:
+                    to_send = feed_tenant(session, claimed.tenant_id, claimed.queue, self.settings)
+            channel_type, config, unusable = self._channel(claimed)
         self.dispatcher.send(to_send)
         if claimed is None:
             return None
@@ -239,6 +243,7 @@ class Deliveries:
         return AttemptRecord(
             job_id=claimed.job_id,
             tenant_id=claimed.tenant_id,
+            alert_id=claimed.alert_id,
             channel_id=claimed.channel_id,
             channel_type=channel_type,
             queue=claimed.queue,
@@ -342,8 +347,13 @@ class Deliveries:
     def _write(self, record: AttemptRecord) -> None:
         with self.db.work(record.tenant_id) as session:
             recorded = record_outcome(session, record)
-            to_send = list(recorded.to_send)
-            held = recorded.channel_held
+        to_send = list(recorded.to_send)
+        if recorded.share is not None and recorded.share.needs_feeding(self.settings):
+            # Claims made together each saw the others' messages still waiting; the outcome
+            # sees them all taken, so a share that ran low is fed here if no claim did.
+            with self.db.work(record.tenant_id) as session:
+                to_send += feed_tenant(session, record.tenant_id, record.queue, self.settings)
+        held = recorded.channel_held
         if recorded.stale:
             log.warning(
                 "late outcome of attempt %s of job %s logged; the job had moved on",
