@@ -3,14 +3,18 @@
 Every alert Pulse ingests passes here, so the statements are built once, at import, from the
 tables (SQLAlchemy Core with bound parameters) and run on the driver in a `Work` on
 PostgreSQL (see `Database.work`): the ORM's per-statement bookkeeping cost more CPU than
-the database spent running them. On PostgreSQL a new alert takes three round trips before
-the commit:
+the database spent running them. On PostgreSQL a new alert takes at most three round trips
+before the commit (BEGIN travels with the first):
 
 1. the device (registered if new), the alert, and the tenant's routing version, in one
    statement: one insert decides between concurrent duplicates (the partial unique index
    on active fingerprints turns all but one into no-ops);
 2. the event with its one payload and the jobs of the matched channels, in one statement;
-3. the tenant's share of the queue fed (`app.delivery.jobs.feed_tenant`).
+3. the tenant's share of the queue fed (`app.delivery.jobs.feed_tenant`), unless the second
+   statement found it full.
+
+The first two are planned once per connection (`app.db.prepared`): their plans do not
+depend on the values, and PostgreSQL spent more CPU planning them than running them.
 
 SQLite (the embedded default) has no data-modifying CTEs: there the same statements run
 one by one, in a plain session. The rules are decided in between, in Python, from the
@@ -28,8 +32,8 @@ from sqlalchemy.orm import Session
 
 from app.alerts import ACTIVE_FINGERPRINT, AlertOutcome, NewJob, derive_fingerprint, insert_jobs, job_rows, route_event
 from app.config import DeliverySettings
-from app.db import DbNow, Work, is_postgres, run
-from app.delivery.jobs import feed_tenant
+from app.db import DbNow, Work, is_postgres, prepared, run
+from app.delivery.jobs import feed_tenant, queued_messages
 from app.models import Alert, AlertEvent, Device, NotificationJob, Tenant, utcnow
 from app.payload import notification_payload
 from app.routing import JOB_OUTCOMES, AlertFacts, effective_tags
@@ -91,7 +95,7 @@ _known = _KNOWN_DEVICE.cte("known")
 _added = _new_device(postgresql.insert, ~exists(select(_known.c.site_id))).cte("added")
 _device = union_all(select(_known.c.site_id, _known.c.tags), select(_added.c.site_id, _added.c.tags)).cte("device")
 _opened = _new_alert(postgresql.insert, func.coalesce(_param("site_id", ALERTS.c.site_id), _device.c.site_id), _device).cte("opened")
-_OPEN_PG = (
+_OPEN_PG = prepared(
     select(*_opened.c, _device.c.tags.label("device_tags"), _ROUTING_VERSION.label("routing_version"))
     .select_from(_device)
     .outerjoin(_opened, true())
@@ -124,7 +128,7 @@ _job = (
     .render_derived(name="job", with_types=True)
 )
 _JOB_SHARED = ("tenant_id", "alert_id", "event_type", "escalation_step", "queue", "created_at", "updated_at")
-_EVENT_AND_JOBS_PG = (
+_EVENT_AND_JOBS_PG = prepared(
     postgresql.insert(JOBS)
     .from_select(
         (*_JOB_OWN, *_JOB_SHARED, "event_id", "attempts", "attempts_at_replay", "next_attempt_at"),
@@ -137,7 +141,8 @@ _EVENT_AND_JOBS_PG = (
             DbNow(),
         ).select_from(_event.join(_job, true())),
     )
-    .returning(JOBS.c.job_id, JOBS.c.status)
+    # With the tenant's messages already waiting in the queue: a full share is not fed.
+    .returning(JOBS.c.job_id, JOBS.c.status, queued_messages(bindparam("p_tenant_id"), bindparam("p_queue")).label("queued"))
 )
 _EVENT_SQLITE = _new_event(sqlite.insert)
 
@@ -209,6 +214,8 @@ def open_alert(work: Work | Session, tenant_id: str, data: dict[str, Any], setti
     jobs = sorted(NewJob(row.job_id, queue, row.status) for row in inserted)
     outcome = AlertOutcome(alert, event=Event.OPEN, created=True, jobs=jobs)
     # A new alert has no earlier event whose jobs could be settling: its tenant's share of the
-    # queue is topped up, new jobs after the tenant's older waiting ones.
-    to_send = feed_tenant(work, tenant_id, queue, settings) if outcome.jobs_to_send else []
+    # queue is topped up, new jobs after the tenant's older waiting ones. A share already full
+    # (a backlog, counted by the insert on PostgreSQL) is fed by the claims that consume it.
+    full = bool(inserted) and getattr(inserted[0], "queued", 0) >= settings.tenant_queue_depth
+    to_send = feed_tenant(work, tenant_id, queue, settings) if outcome.jobs_to_send and not full else []
     return outcome, to_send
