@@ -120,6 +120,7 @@ class Environment(BaseSettings):
     DELIVERY_MAX_AGE_SECONDS: float = Field(86400, gt=0)
     DELIVERY_CONCURRENCY_PER_CHANNEL: int = Field(4, ge=1, le=1000)
     PULSE_TENANT_QUEUE_DEPTH: int = Field(32, ge=1, le=10000)
+    PULSE_PREPARED_STATEMENTS: bool = True
     PULSE_ETA_RETRY_MAX_SECONDS: float = Field(300, ge=0, le=3600)
     CIRCUIT_FAILURE_THRESHOLD: int = Field(5, ge=1)
     CIRCUIT_OPEN_SECONDS: float = Field(30, gt=0, le=CIRCUIT_OPEN_MAX_SECONDS)
@@ -234,6 +235,8 @@ class Settings:
     # Alembic connects as the schema's owner; the processes connect with `database_url`, as
     # a role that row-level security binds (see README, Deploying).
     migration_database_url: str = ""
+    # Whether the delivery path's hot statements are prepared once per connection (app.db).
+    prepared_statements: bool = True
     jwt_public_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -286,6 +289,7 @@ class Settings:
         return cls(
             database_url=normalise_database_url(env.DATABASE_URL),
             migration_database_url=normalise_database_url(env.MIGRATION_DATABASE_URL or env.DATABASE_URL),
+            prepared_statements=env.PULSE_PREPARED_STATEMENTS,
             redis_url=redis_url,
             broker_url=broker_url_for_redis(env.CELERY_BROKER_URL or redis_url),
             secret_key=_secret_key(env.SECRET_KEY),

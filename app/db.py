@@ -117,9 +117,12 @@ class Database:
     `system_work(task)`, naming themselves; nothing else can reach the wildcard scope.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, prepared_statements: bool = True):
         self.url = url
         self.engine = make_engine(url)
+        # Off behind a pooler that hands one client's statements to several server
+        # connections (PgBouncer's transaction pooling): an EXECUTE must meet its PREPARE.
+        self.prepared_statements = prepared_statements
         # Names this database in per-process caches (app.tenant_routing), without its password.
         self.key = self.engine.url.render_as_string(hide_password=True)
         self.is_postgres = self.engine.dialect.name == "postgresql"
@@ -524,7 +527,7 @@ class Work:
         row_type = None
         if statement is not None:
             sql, own = self._bound(statement, params)
-            plan = _PLANS.get(id(statement))
+            plan = _PLANS.get(id(statement)) if self.database is None or self.database.prepared_statements else None
             if plan is not None:
                 planned = self._connection.info.setdefault("pulse_plans", set())
                 if plan.name not in planned:

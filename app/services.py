@@ -46,7 +46,7 @@ class Services:
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.settings.database_url)
+        return Database(self.settings.database_url, prepared_statements=self.settings.prepared_statements)
 
     @cached_property
     def tenants(self) -> KnownTenants:

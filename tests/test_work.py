@@ -8,15 +8,19 @@ message's implicit transaction. These tests hold it to being a transaction all t
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, column, func, select, table, update
 from sqlalchemy.exc import DataError
 
-from app.db import defer, run, run_alone
+from app.db import Database, defer, prepared, run, run_alone
 from app.models import Tenant
 
 TENANTS = Tenant.__table__
 RENAME = update(TENANTS).where(TENANTS.c.tenant_id == bindparam("p_tenant_id")).values(name=bindparam("p_name")).returning(TENANTS.c.name)
 SCOPE = select(func.current_setting("app.tenant_id", True).label("scope"))
+# Planned once per connection, and how a connection tells which statements it has prepared.
+NAME_OF = prepared(select(TENANTS.c.name).where(TENANTS.c.tenant_id == bindparam("p_tenant_id")))
+_PREPARED = table("pg_prepared_statements", column("name"), column("statement"))
+PREPARED_HERE = select(func.count()).select_from(_PREPARED).where(_PREPARED.c.statement.like("%FROM tenants%"))
 # Fails at execution: the text is no integer.
 BAD_CAST = select((bindparam("p_text") + 0).label("number"))
 
@@ -89,3 +93,22 @@ def test_deferred_statements_must_agree_on_their_parameters(db, tenant):
         with db.work(tenant.tenant_id) as work:
             defer(work, RENAME, tenant_id=tenant.tenant_id, name="one")
             defer(work, RENAME, tenant_id=tenant.tenant_id, name="other")
+
+
+def test_a_prepared_statement_is_planned_once_per_connection(db, tenant):
+    for _ in range(3):
+        with db.work(tenant.tenant_id) as work:
+            assert run(work, NAME_OF, tenant_id=tenant.tenant_id).scalar() == name_of(db, tenant.tenant_id)
+            # Whichever pooled connection ran it holds its plan, made once.
+            assert run(work, PREPARED_HERE).scalar() == 1
+
+
+def test_prepared_statements_can_be_switched_off(database_url, tenant):
+    # As behind a pooler in transaction mode (PULSE_PREPARED_STATEMENTS=false).
+    plain = Database(database_url, prepared_statements=False)
+    try:
+        with plain.work(tenant.tenant_id) as work:
+            assert run(work, NAME_OF, tenant_id=tenant.tenant_id).scalar() == name_of(plain, tenant.tenant_id)
+            assert run(work, PREPARED_HERE).scalar() == 0
+    finally:
+        plain.dispose()
