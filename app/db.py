@@ -467,11 +467,8 @@ class Work:
     def defer(self, statement, params: dict[str, Any]) -> None:
         """Send `statement` (its result unread) ahead of the next one, in the same message."""
         sql, values = self._bound(statement, params)
-        for name, value in values.items():
-            if name in self._deferred_values and self._deferred_values[name] != value:
-                raise ValueError(f"deferred statements disagree on the parameter {name!r}")
+        _merge(self._deferred_values, values)
         self._deferred.append(sql)
-        self._deferred_values.update(values)
 
     def run(self, statement, params: dict[str, Any]) -> RawResult:
         """Run `statement` in this transaction."""
@@ -535,7 +532,7 @@ class Work:
                     preparing = plan.name
                 sql = plan.execute
             parts.append(sql)
-            values.update(own)
+            _merge(values, own)
             row_type = _compiled(statement)[3]
         self._state = "done" if alone else "open"
         try:
@@ -558,6 +555,14 @@ class Work:
             return RawResult(rows, cursor.rowcount)
         finally:
             cursor.close()
+
+
+def _merge(values: dict[str, Any], more: dict[str, Any]) -> None:
+    """Add the parameters of another statement of the same message; they must agree by name."""
+    for name, value in more.items():
+        if name in values and values[name] != value:
+            raise ValueError(f"statements of one message disagree on the parameter {name!r}")
+    values.update(more)
 
 
 def run(session: Session | Work, statement, **params):

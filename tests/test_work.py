@@ -93,6 +93,11 @@ def test_deferred_statements_must_agree_on_their_parameters(db, tenant):
         with db.work(tenant.tenant_id) as work:
             defer(work, RENAME, tenant_id=tenant.tenant_id, name="one")
             defer(work, RENAME, tenant_id=tenant.tenant_id, name="other")
+    with pytest.raises(ValueError, match="p_name"):
+        with db.work(tenant.tenant_id) as work:
+            defer(work, RENAME, tenant_id=tenant.tenant_id, name="one")
+            run(work, RENAME, tenant_id=tenant.tenant_id, name="other")
+    assert name_of(db, tenant.tenant_id) not in ("one", "other"), "nothing was sent"
 
 
 def test_a_prepared_statement_is_planned_once_per_connection(db, tenant):
