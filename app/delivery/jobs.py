@@ -190,14 +190,26 @@ _WAITING_UNQUEUED = and_(
 )
 
 
-def _feeding(candidates, *, clear_hold: bool = False):
-    """Mark the chosen jobs as having a message out; their messages go after the commit."""
+def _feeding(candidates, *, clear_hold: bool = False, single: bool = False):
+    """Mark the chosen jobs as having a message out; their messages go after the commit.
+
+    The candidates are chosen once, then their rows are updated by primary key: as a CTE (the
+    rows are locked and materialised before the update reads them) or, for at most one job
+    (`single`, a LIMIT 1), as an equality. Written as `job_id IN (candidates)`, PostgreSQL
+    may plan a semi-join that scans the table and runs the candidates' LIMIT again for each
+    of its rows; a prepared plan made while the table was small then did so on every run.
+    """
     values: dict[str, Any] = {"enqueued_at": DbNow(), "updated_at": DbNow()}
     if clear_hold:
         values["hold"] = None
+    if single:
+        chosen = JOBS.c.job_id == candidates.scalar_subquery()
+    else:
+        candidates = candidates.cte("chosen").prefix_with("MATERIALIZED", dialect="postgresql")
+        chosen = JOBS.c.job_id == candidates.c.job_id
     return (
         update(JOBS)
-        .where(JOBS.c.job_id.in_(candidates.scalar_subquery()), JOBS.c.enqueued_at.is_(None))
+        .where(chosen, JOBS.c.enqueued_at.is_(None))
         .values(**values)
         .returning(JOBS.c.job_id, JOBS.c.queue)
     )
@@ -356,6 +368,7 @@ _FEED_PROBE = _feeding(
     .limit(1)
     .with_for_update(skip_locked=True),
     clear_hold=True,
+    single=True,
 )
 
 
@@ -376,7 +389,8 @@ def _successor(alert_id, *conditions):
         )
         .order_by(JOBS.c.job_id)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True),
+        single=True,
     )
 
 
