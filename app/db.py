@@ -405,6 +405,11 @@ class _Plan:
 
 
 _PLANS: dict[int, _Plan] = {}
+# A connection plans a statement again after this many runs of it. Its first plan may have
+# been made while the tables were nearly empty (a new database), where every index looks
+# alike; PostgreSQL keeps that plan until the table's statistics change, and autovacuum's
+# first ANALYZE can be a minute away.
+REPLAN_AFTER = frozenset({100, 1_000, 10_000})
 
 
 def prepared(statement):
@@ -521,14 +526,18 @@ class Work:
         parts += self._deferred
         values.update(self._deferred_values)
         self._deferred, self._deferred_values = [], {}
-        row_type = None
+        row_type = plan = None
         if statement is not None:
             sql, own = self._bound(statement, params)
             plan = _PLANS.get(id(statement)) if self.database is None or self.database.prepared_statements else None
             if plan is not None:
-                planned = self._connection.info.setdefault("pulse_plans", set())
-                if plan.name not in planned:
+                planned = self._connection.info.setdefault("pulse_plans", {})
+                runs = planned.get(plan.name)
+                if runs is None:
                     parts.append(plan.prepare)
+                    preparing = plan.name
+                elif runs in REPLAN_AFTER:
+                    parts += [f"DEALLOCATE {plan.name}", plan.prepare]
                     preparing = plan.name
                 sql = plan.execute
             parts.append(sql)
@@ -543,8 +552,8 @@ class Work:
                 # replaced rather than asked.
                 self.discard = True
             raise
-        if preparing is not None:
-            planned.add(preparing)
+        if plan is not None:
+            planned[plan.name] = planned.get(plan.name, 0) + 1
         return result
 
     def _execute(self, sql: str, values: dict[str, Any], row_type=None) -> RawResult:

@@ -19,9 +19,10 @@ RENAME = update(TENANTS).where(TENANTS.c.tenant_id == bindparam("p_tenant_id")).
 SCOPE = select(func.current_setting("app.tenant_id", True).label("scope"))
 # Planned once per connection, and how a connection tells which statements it has prepared.
 NAME_OF = prepared(select(TENANTS.c.name).where(TENANTS.c.tenant_id == bindparam("p_tenant_id")))
-_PREPARED = table("pg_prepared_statements", column("name"), column("statement"))
+_PREPARED = table("pg_prepared_statements", column("name"), column("statement"), column("prepare_time"))
 # NAME_OF's own plan: the ingest statements read the tenants table too.
 PREPARED_HERE = select(func.count()).select_from(_PREPARED).where(_PREPARED.c.statement.like("%SELECT tenants.name %"))
+PLANNED_AT = select(_PREPARED.c.prepare_time).where(_PREPARED.c.statement.like("%SELECT tenants.name %"))
 # Fails at execution: the text is no integer.
 BAD_CAST = select((bindparam("p_text") + 0).label("number"))
 
@@ -107,6 +108,22 @@ def test_a_prepared_statement_is_planned_once_per_connection(db, tenant):
             assert run(work, NAME_OF, tenant_id=tenant.tenant_id).scalar() == name_of(db, tenant.tenant_id)
             # Whichever pooled connection ran it holds its plan, made once.
             assert run(work, PREPARED_HERE).scalar() == 1
+
+
+def test_a_statement_is_planned_again_as_its_runs_add_up(database_url, tenant, monkeypatch):
+    # Its first plan may have been made on nearly empty tables.
+    monkeypatch.setattr("app.db.REPLAN_AFTER", frozenset({2}))
+    fresh = Database(database_url)
+    try:
+        planned_at = []
+        with fresh.work(tenant.tenant_id) as work:  # one Work: one connection, new to the statement
+            for _ in range(4):
+                assert run(work, NAME_OF, tenant_id=tenant.tenant_id).scalar() == name_of(fresh, tenant.tenant_id)
+                planned_at.append(run(work, PLANNED_AT).scalar())
+        first, again = planned_at[0], planned_at[2]
+        assert planned_at == [first, first, again, again] and again > first
+    finally:
+        fresh.dispose()
 
 
 def test_prepared_statements_can_be_switched_off(database_url, tenant):
