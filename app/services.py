@@ -143,6 +143,18 @@ class Services:
         """The Redis of `REDIS_URL`: live events, rate limits, circuits and bulkheads."""
         return redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
 
+    def warm(self) -> None:
+        """Make now what the first alert would otherwise make while it waits: the Celery client.
+
+        Importing and configuring Celery takes about a tenth of a second, and in a gevent web
+        worker nothing else runs meanwhile: every request of the first moments would wait
+        for it. Nothing here connects, so a broker that is down does not stop a start.
+        """
+        celery = self.celery
+        celery.backend  # noqa: B018 (configured on first use: the result backend, even a disabled one)
+        celery.amqp.producer_pool  # noqa: B018
+        self.dispatcher  # noqa: B018
+
     def close(self) -> None:
         """Release pooled connections (database, Redis); members are made again on next use."""
         for name in ("db", "redis"):

@@ -42,9 +42,14 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """On a graceful stop (SIGTERM), close live-feed connections with 1001 so clients
-    reconnect at once, instead of holding the worker until graceful_timeout."""
+    """Warm the worker's services before it takes requests; on a graceful stop (SIGTERM),
+    close live-feed connections with 1001 so clients reconnect at once, instead of holding
+    the worker until graceful_timeout."""
     import gevent
+
+    services = getattr(worker.wsgi, "extensions", {}).get("pulse")
+    if services is not None:
+        services.warm()
 
     def close_feed_when_stopping():
         while worker.alive:

@@ -95,3 +95,23 @@ def test_the_grafana_dashboard_plots_metrics_pulse_exposes(client, app):
         for suffix in suffixes.get(kind, ("",))
     }
     assert queried and queried <= exposed, queried - exposed
+
+
+def test_the_web_worker_warms_its_services_without_connecting(app):
+    # gunicorn's post_worker_init warms the services before the worker takes requests; a
+    # broker that is down must not stop it.
+    import runpy
+    import socket
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from app.services import Services
+    from tests.support import free_port
+
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    services = Services(replace(app.extensions["pulse"].settings, broker_url=nowhere))
+    hooks = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+    hooks["post_worker_init"](SimpleNamespace(wsgi=SimpleNamespace(extensions={"pulse": services}), alive=False))
+    assert "dispatcher" in services.__dict__ and services.celery.conf.broker_write_url == nowhere
+    with socket.socket() as probe:  # still nothing listens there: the warm-up never connected
+        assert probe.connect_ex(("127.0.0.1", int(nowhere.rsplit(":", 1)[1].split("/")[0]))) != 0
