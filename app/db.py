@@ -415,10 +415,10 @@ REPLAN_AFTER = frozenset({100, 1_000, 10_000})
 def prepared(statement):
     """Mark a module-level statement to be planned once per connection (PREPARE / EXECUTE).
 
-    For the statements every delivery runs, whose plan is the same whatever the values (a job
-    by its id): PostgreSQL spent more CPU planning them than running them. Not for statements
-    whose best plan depends on the values (the feeds: a plan made for a nearly empty table
-    turns into a scan of a full one).
+    For the statements every delivery or alert runs, whose plan is the same whatever the
+    values (a job by its id, a tenant's queue through its index): PostgreSQL spent more CPU
+    planning them than running them. Not for a statement whose best plan depends on the
+    values. A connection plans each again after some runs (`REPLAN_AFTER`).
     """
     _PLANS[id(statement)] = _Plan(f"pulse_{len(_PLANS) + 1}", statement)
     return statement

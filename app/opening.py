@@ -13,8 +13,8 @@ before the commit (BEGIN travels with the first):
 3. the tenant's share of the queue fed (`app.delivery.jobs.feed_tenant`), unless the second
    statement found it full.
 
-The first two are planned once per connection (`app.db.prepared`): their plans do not
-depend on the values, and PostgreSQL spent more CPU planning them than running them.
+All three are planned once per connection (`app.db.prepared`): their plans do not depend
+on the values, and PostgreSQL spent more CPU planning them than running them.
 
 SQLite (the embedded default) has no data-modifying CTEs: there the same statements run
 one by one, in a plain session. The rules are decided in between, in Python, from the

@@ -339,12 +339,16 @@ _LOCK_JOB = select(JOBS.c.job_id).where(JOBS.c.job_id == bindparam("p_job_id")).
 _QUEUED = queued_messages(bindparam("p_tenant_id"), bindparam("p_queue"))
 _QUEUED_COUNT = select(_QUEUED)
 _room = bindparam("p_depth") - _QUEUED
-_FEED_TENANT = _feeding(
-    select(JOBS.c.job_id)
-    .where(JOBS.c.tenant_id == bindparam("p_tenant_id"), JOBS.c.queue == bindparam("p_queue"), JOBS.c.hold.is_(None), _WAITING_UNQUEUED)
-    .order_by(JOBS.c.job_id)
-    .limit(case((_room > 0, _room), else_=0))
-    .with_for_update(skip_locked=True)
+# Prepared: it runs with every alert while a tenant's queue is being drained, and planning
+# it cost PostgreSQL 1.7 ms against 0.3 ms of running it (EXPLAIN ANALYZE).
+_FEED_TENANT = prepared(
+    _feeding(
+        select(JOBS.c.job_id)
+        .where(JOBS.c.tenant_id == bindparam("p_tenant_id"), JOBS.c.queue == bindparam("p_queue"), JOBS.c.hold.is_(None), _WAITING_UNQUEUED)
+        .order_by(JOBS.c.job_id)
+        .limit(case((_room > 0, _room), else_=0))
+        .with_for_update(skip_locked=True)
+    )
 )
 _FEED_CHANNEL = _feeding(
     select(JOBS.c.job_id)
