@@ -84,13 +84,16 @@ def test_the_alert_type_index_creates_the_jobs_deciding_every_rule_would(seed):
     rng = random.Random(seed)
     rules = [_rule(number, rng) for number in range(1, 60)]
     routing = Routing.of(1, rules, enabled_channels={1, 2, 3, 4, 5, 6, 7}, silences=())
+    def silenced(rule):
+        return 9 if rule.channel_id == 3 else None
+
+    def throttled(rule):
+        return rule.channel_id == 4
+
+    def jobs(candidates, alert, event):
+        return [(d.rule.rule_id, d.outcome) for d in decide(candidates, alert, event, routing.enabled_channels, silenced, throttled) if d.outcome in JOB_OUTCOMES]
+
     for _ in range(30):
         alert = AlertFacts(rng.randint(1, 5), rng.choice(["heat", "cold", "leak", "smoke"]), rng.choice(["pump-1", "fan-2"]), rng.choice(["a", "b", None]), {})
         event = rng.choice(["OPEN", "CLOSED"])
-        silenced = lambda rule: 9 if rule.channel_id == 3 else None  # noqa: E731
-        throttled = lambda rule: rule.channel_id == 4  # noqa: E731
-
-        def jobs(candidates):
-            return [(d.rule.rule_id, d.outcome) for d in decide(candidates, alert, event, routing.enabled_channels, silenced, throttled) if d.outcome in JOB_OUTCOMES]
-
-        assert jobs(routing.candidates(alert.alert_type)) == jobs(routing.rules)
+        assert jobs(routing.candidates(alert.alert_type), alert, event) == jobs(routing.rules, alert, event)

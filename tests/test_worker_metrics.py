@@ -6,7 +6,16 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import PrivateStack, create_channel, create_rule, deliveries, free_port, post_alert, settled, wait_for
+from tests.support import (
+    PrivateStack,
+    create_channel,
+    create_rule,
+    deliveries,
+    free_port,
+    post_alert,
+    settled,
+    wait_for,
+)
 
 
 @pytest.fixture
