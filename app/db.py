@@ -409,7 +409,7 @@ _PLANS: dict[int, _Plan] = {}
 # been made while the tables were nearly empty (a new database), where every index looks
 # alike; PostgreSQL keeps that plan until the table's statistics change, and autovacuum's
 # first ANALYZE can be a minute away.
-REPLAN_AFTER = frozenset({100, 1_000, 10_000})
+REPLAN_AFTER = frozenset({20, 100, 1_000, 10_000})
 
 
 def prepared(statement):
