@@ -108,10 +108,11 @@ def test_the_web_worker_warms_its_services_without_connecting(app):
     from app.services import Services
     from tests.support import free_port
 
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+    nowhere = f"redis://127.0.0.1:{port}/0"
     services = Services(replace(app.extensions["pulse"].settings, broker_url=nowhere))
     hooks = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
     hooks["post_worker_init"](SimpleNamespace(wsgi=SimpleNamespace(extensions={"pulse": services}), alive=False))
     assert "dispatcher" in services.__dict__ and services.celery.conf.broker_write_url == nowhere
     with socket.socket() as probe:  # still nothing listens there: the warm-up never connected
-        assert probe.connect_ex(("127.0.0.1", int(nowhere.rsplit(":", 1)[1].split("/")[0]))) != 0
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
