@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections import namedtuple
@@ -10,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import timezone
 from typing import Any, Iterator
 
-from sqlalchemy import DateTime, create_engine, event, literal, text
+from sqlalchemy import DateTime, create_engine, event, literal, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -20,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
+from app.sqlite_writer import connection_factory
 from app.tenants import is_tenant_name
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,12 @@ def system_scope_for(task: str) -> str:
 def make_engine(url: str) -> Engine:
     """An engine tuned for the backend: pooled PostgreSQL, or a SQLite file shared by processes."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 30}
+        path = make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            # Writers take turns instead of polling in SQLite's busy handler (app.sqlite_writer).
+            connect_args["factory"] = connection_factory(os.path.abspath(path))
+        engine = create_engine(url, connect_args=connect_args)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
