@@ -323,6 +323,37 @@ class DbAfter(ColumnElement):
     _traverse_internals = [("seconds", InternalTraversal.dp_clauseelement)]
 
 
+class NoIndexKey(ColumnElement):
+    """A column compared as a plain value on SQLite (`+column`), never used as an index key there.
+
+    SQLite's planner, with no statistics (a new file that was never ANALYZEd), took the
+    (status, next_attempt_at) index for a tenant's share counts, since the due time narrows
+    that index too, and read every waiting job of every tenant; on the due time as a plain
+    value it takes the partial index of the tenant's queue. PostgreSQL renders the column.
+    """
+
+    inherit_cache = True
+
+    def __init__(self, column):
+        self.column = column
+        self.type = column.type
+
+    def get_children(self, **_kwargs):
+        return (self.column,)
+
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+
+
+@compiles(NoIndexKey)
+def _no_index_key_default(element, compiler, **kw):
+    return compiler.process(element.column, **kw)
+
+
+@compiles(NoIndexKey, "sqlite")
+def _no_index_key_sqlite(element, compiler, **kw):
+    return "+" + compiler.process(element.column, **kw)
+
+
 # SQLite keeps times as 'YYYY-MM-DD HH:MM:SS.ffffff' text; its clock has milliseconds.
 _SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'"
 

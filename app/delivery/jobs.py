@@ -53,7 +53,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.config import DeliverySettings
-from app.db import DbAfter, DbNow, Work, defer, insert_for, is_postgres, prepared, run_alone
+from app.db import DbAfter, DbNow, NoIndexKey, Work, defer, insert_for, is_postgres, prepared, run_alone
 from app.db import run as _run
 from app.delivery.policy import SCHEDULE_TOLERANCE, claim_lease
 from app.delivery.records import AttemptRecord
@@ -78,6 +78,18 @@ Target = tuple[int, str]
 LATE_OUTCOME = " (reported after its lease had expired; the job had moved on)"
 WAITING = [str(status) for status in WAITING_JOB_STATUSES]
 UNSETTLED = [str(status) for status in UNSETTLED_JOB_STATUSES]
+
+
+def _one_of(column, statuses: list[str]):
+    """`column IN (...)` with the statuses written into the SQL text, not bound.
+
+    A partial index whose predicate names them (`ix_notification_jobs_queued`, `_unqueued`)
+    serves a query only if the query's own WHERE says the same: SQLite cannot look through a
+    bound parameter, and without those indexes a share count read every waiting job of every
+    tenant, in the writer's turn, at a cost that grows with the backlog. PostgreSQL's
+    prepared plans write the constants in as well (app.db).
+    """
+    return column.in_(bindparam(None, statuses, expanding=True, literal_execute=True))
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,7 @@ def _not_blocked(job=JOBS):
         earlier.c.alert_id == job.c.alert_id,
         earlier.c.channel_id == job.c.channel_id,
         earlier.c.job_id < job.c.job_id,
-        earlier.c.status.in_(UNSETTLED),
+        _one_of(earlier.c.status, UNSETTLED),
     )
 
 
@@ -160,8 +172,8 @@ def queued_messages(tenant_id, queue, besides=None):
         queued.c.tenant_id == tenant_id,
         queued.c.queue == queue,
         queued.c.enqueued_at.is_not(None),
-        queued.c.status.in_(WAITING),
-        queued.c.next_attempt_at <= DbNow(),
+        _one_of(queued.c.status, WAITING),
+        NoIndexKey(queued.c.next_attempt_at) <= DbNow(),
     ]
     if besides is not None:
         conditions.append(queued.c.job_id != besides)
@@ -174,15 +186,15 @@ def _backlog(tenant_id, queue):
     return exists().where(
         waiting.c.tenant_id == tenant_id,
         waiting.c.queue == queue,
-        waiting.c.status.in_(WAITING),
+        _one_of(waiting.c.status, WAITING),
         waiting.c.enqueued_at.is_(None),
         waiting.c.hold.is_(None),
-        waiting.c.next_attempt_at <= DbNow(),
+        NoIndexKey(waiting.c.next_attempt_at) <= DbNow(),
     )
 
 
 _WAITING_UNQUEUED = and_(
-    JOBS.c.status.in_(WAITING),
+    _one_of(JOBS.c.status, WAITING),
     JOBS.c.enqueued_at.is_(None),
     JOBS.c.next_attempt_at <= DbNow(),
     _fresh(),
@@ -221,7 +233,7 @@ _CLAIM = (
     update(JOBS)
     .where(
         JOBS.c.job_id == bindparam("p_job_id"),
-        JOBS.c.status.in_(WAITING),
+        _one_of(JOBS.c.status, WAITING),
         JOBS.c.next_attempt_at <= DbAfter(bindparam("p_tolerance")),
         _fresh(),
         _not_blocked(),
@@ -274,7 +286,7 @@ _CONSUMED_WITHOUT_CLAIM = (
     update(JOBS)
     .where(
         JOBS.c.job_id == bindparam("p_job_id"),
-        JOBS.c.status.in_(WAITING),
+        _one_of(JOBS.c.status, WAITING),
         JOBS.c.enqueued_at.is_not(None),
         JOBS.c.next_attempt_at <= DbAfter(bindparam("p_tolerance")),
     )
@@ -297,7 +309,31 @@ _HOLD = (
 
 _held = JOBS.alias("held")
 _waiting_later = JOBS.alias("waiting_later")
-_RECORD = (
+
+
+def _outcome_facts(tenant_id, alert_id, channel_id, job_id, queue) -> tuple:
+    """What a job's outcome decides next, as columns: successor, held channel, the tenant's share."""
+    return (
+        # Whether a later event of the alert waits on this channel: only then is one released.
+        exists()
+        .where(
+            _waiting_later.c.tenant_id == tenant_id,
+            _waiting_later.c.alert_id == alert_id,
+            _waiting_later.c.channel_id == channel_id,
+            _waiting_later.c.job_id > job_id,
+            _one_of(_waiting_later.c.status, WAITING),
+        )
+        .label("later_waiting"),
+        # Whether jobs are held for the channel: only then does its freed slot feed one.
+        exists().where(_held.c.channel_id == channel_id, _held.c.hold.is_not(None)).label("channel_held"),
+        # The tenant's messages waiting in the queue: the claims of the attempts in flight
+        # have committed by now, so this count is the one that keeps the share fed.
+        queued_messages(tenant_id, queue).label("queued"),
+        _backlog(tenant_id, queue).label("backlog"),
+    )
+
+
+_SETTLE = (
     update(JOBS)
     .where(JOBS.c.job_id == bindparam("p_job_id"), JOBS.c.status == JobStatus.SENDING, JOBS.c.attempts == bindparam("p_attempt"))
     .values(
@@ -312,26 +348,18 @@ _RECORD = (
         # A retry as an ETA message has its message out; any other outcome has none.
         enqueued_at=case((bindparam("p_eta", type_=Boolean), DbNow()), else_=None),
     )
-    .returning(
-        JOBS.c.alert_id,
-        JOBS.c.channel_id,
-        # Whether a later event of the alert waits on this channel: only then is one released.
-        exists()
-        .where(
-            _waiting_later.c.tenant_id == JOBS.c.tenant_id,
-            _waiting_later.c.alert_id == JOBS.c.alert_id,
-            _waiting_later.c.channel_id == JOBS.c.channel_id,
-            _waiting_later.c.job_id > JOBS.c.job_id,
-            _waiting_later.c.status.in_(WAITING),
-        )
-        .label("later_waiting"),
-        # Whether jobs are held for the channel: only then does its freed slot feed one.
-        exists().where(_held.c.channel_id == JOBS.c.channel_id, _held.c.hold.is_not(None)).label("channel_held"),
-        # The tenant's messages waiting in the queue: the claims of the attempts in flight
-        # have committed by now, so this count is the one that keeps the share fed.
-        queued_messages(JOBS.c.tenant_id, JOBS.c.queue).label("queued"),
-        _backlog(JOBS.c.tenant_id, JOBS.c.queue).label("backlog"),
-    )
+)
+_RECORD = _SETTLE.returning(
+    JOBS.c.alert_id,
+    JOBS.c.channel_id,
+    *_outcome_facts(JOBS.c.tenant_id, JOBS.c.alert_id, JOBS.c.channel_id, JOBS.c.job_id, JOBS.c.queue),
+)
+# SQLite does not look a RETURNING clause's subqueries up by the updated row's values: it
+# scanned the jobs table for each of them. There the job is updated alone, and the facts
+# are read with the job's values bound.
+_RECORD_ALONE = _SETTLE.returning(JOBS.c.alert_id, JOBS.c.channel_id, JOBS.c.tenant_id, JOBS.c.queue)
+_OUTCOME_FACTS = select(
+    *_outcome_facts(bindparam("p_tenant_id"), bindparam("p_alert_id"), bindparam("p_channel_id"), bindparam("p_job_id"), bindparam("p_queue"))
 )
 
 _LOCK_JOB = select(JOBS.c.job_id).where(JOBS.c.job_id == bindparam("p_job_id")).with_for_update(key_share=True)
@@ -363,7 +391,7 @@ _FEED_PROBE = _feeding(
     .where(
         JOBS.c.channel_id == bindparam("p_channel_id"),
         JOBS.c.hold == HOLD_CIRCUIT_OPEN,
-        JOBS.c.status.in_(WAITING),
+        _one_of(JOBS.c.status, WAITING),
         JOBS.c.enqueued_at.is_(None),
         _fresh(),
         _not_blocked(),
@@ -386,7 +414,7 @@ def _successor(alert_id, *conditions):
             JOBS.c.alert_id == alert_id,
             JOBS.c.channel_id == bindparam("p_channel_id"),
             JOBS.c.job_id > bindparam("p_job_id"),
-            JOBS.c.status.in_(WAITING),
+            _one_of(JOBS.c.status, WAITING),
             JOBS.c.enqueued_at.is_(None),
             JOBS.c.hold.is_(None),
             JOBS.c.next_attempt_at <= DbNow(),
@@ -407,7 +435,7 @@ _RELEASE_CIRCUIT_HOLDS = (
 _HAS_HELD = select(exists().where(JOBS.c.channel_id == bindparam("p_channel_id"), JOBS.c.hold.is_not(None)))
 _UNMARK = (
     update(JOBS)
-    .where(JOBS.c.job_id.in_(bindparam("p_job_ids", expanding=True)), JOBS.c.status.in_(WAITING))
+    .where(JOBS.c.job_id.in_(bindparam("p_job_ids", expanding=True)), _one_of(JOBS.c.status, WAITING))
     .values(enqueued_at=None, updated_at=DbNow())
 )
 
@@ -425,6 +453,9 @@ def claim(session: Session, job_id: int, settings: DeliverySettings) -> ClaimedJ
     Not now: settled, throttled or suppressed; claimed by an attempt whose lease holds; a
     retry scheduled for later (an early or duplicate message); waiting behind an earlier
     event of its alert on its channel; or expired (the sweeper dead-letters it).
+
+    On SQLite the claim commits before the attempt's reads (the writer's turn is held for one
+    statement), so it must be its caller's whole unit of work, as it is in `Deliveries.attempt`.
     """
     params = {
         "job_id": job_id,
@@ -443,6 +474,10 @@ def claim(session: Session, job_id: int, settings: DeliverySettings) -> ClaimedJ
         row = _run(session, _CLAIM, **params).first()
         if row is None:
             return None
+        # SQLite has one writer at a time (app.sqlite_writer): the claim commits before the
+        # attempt's reads, so it holds the writer's turn for its one statement. The claim
+        # fences the attempt either way; the channel and the share are read a moment later.
+        session.commit()
         found = _run(
             session, _SENDING_WITH, channel_id=row.channel_id, event_id=row.event_id, tenant_id=row.tenant_id, queue=row.queue, job_id=job_id
         ).first()
@@ -551,15 +586,21 @@ def record_outcome(session: Session, record: AttemptRecord) -> Recorded:
         return Recorded(status, to_send, bool(row.channel_held), Share(row.queued, row.backlog))
     if is_postgres(session):
         _run(session, _LOCK_JOB, job_id=record.job_id)
-    row = _run(session, _RECORD, **params).first()
+        row = facts = _run(session, _RECORD, **params).first()
+    else:
+        row = _run(session, _RECORD_ALONE, **params).first()
+        if row is not None:
+            facts = _run(
+                session, _OUTCOME_FACTS, tenant_id=row.tenant_id, alert_id=row.alert_id, channel_id=row.channel_id, job_id=record.job_id, queue=row.queue
+            ).first()
     if row is None:
         _log_attempt(session, record, late_error)
         return Recorded(None, [])
     _log_attempt(session, record, error)
     to_send: list[Target] = []
-    if status != JobStatus.RETRYING and row.later_waiting:
+    if status != JobStatus.RETRYING and facts.later_waiting:
         to_send = release_successor(session, record.tenant_id, row.alert_id, row.channel_id, record.job_id)
-    return Recorded(status, to_send, bool(row.channel_held), Share(row.queued, row.backlog))
+    return Recorded(status, to_send, bool(facts.channel_held), Share(facts.queued, facts.backlog))
 
 
 _LOG_COLUMNS = ("tenant_id", "job_id", "attempt", "success", "status_code", "error", "duration_ms", "created_at")
