@@ -179,7 +179,17 @@ class TurnTakingConnection(sqlite3.Connection):
                 self.turn.release()
 
 
+# One turn per database file and process, whatever the engines made for it: two would be two
+# locks, and a thread nesting a write on one inside its transaction on the other would wait
+# in flock(2) for itself, with no time limit.
+_TURNS: dict[str, WriterTurn] = {}
+_TURNS_LOCK = threading.Lock()
+
+
 def connection_factory(database_path: str) -> type[TurnTakingConnection]:
     """The `factory` for sqlite3.connect: connections to `database_path` that take turns."""
-    turn = WriterTurn(database_path)
+    with _TURNS_LOCK:
+        turn = _TURNS.get(database_path)
+        if turn is None:
+            turn = _TURNS[database_path] = WriterTurn(database_path)
     return type("PulseSqliteConnection", (TurnTakingConnection,), {"turn": turn})

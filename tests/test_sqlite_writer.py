@@ -206,3 +206,13 @@ def test_a_forked_child_takes_turns_of_its_own(tmp_path):
     assert released <= float(report) < released + 5
     turn.acquire()  # and the parent's turn still works
     turn.release()
+
+
+def test_engines_of_one_file_share_one_turn_in_a_process(tmp_path):
+    first, second = make_engine(f"sqlite:///{tmp_path / 'pulse.db'}"), make_engine(f"sqlite:///{tmp_path / 'pulse.db'}")
+    try:
+        with first.connect() as one, second.connect() as other:
+            assert type(one.connection.dbapi_connection).turn is type(other.connection.dbapi_connection).turn
+    finally:
+        first.dispose()
+        second.dispose()
