@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
+from app.sqlite_groups import WriteGroups
 from app.sqlite_writer import connection_factory
 from app.tenants import is_tenant_name
 
@@ -55,14 +56,24 @@ def system_scope_for(task: str) -> str:
     return SYSTEM_SCOPE
 
 
+def sqlite_file(url: str) -> str | None:
+    """The path of the SQLite file `url` names, or None (not SQLite, in memory, a `file:` URI)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = make_url(url).database
+    if path and path != ":memory:" and not path.startswith("file:"):
+        return os.path.abspath(path)
+    return None
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for the backend: pooled PostgreSQL, or a SQLite file shared by processes."""
     if url.startswith("sqlite"):
         connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 30}
-        path = make_url(url).database
-        if path and path != ":memory:" and not path.startswith("file:"):
+        path = sqlite_file(url)
+        if path:
             # Writers take turns instead of polling in SQLite's busy handler (app.sqlite_writer).
-            connect_args["factory"] = connection_factory(os.path.abspath(path))
+            connect_args["factory"] = connection_factory(path)
         engine = create_engine(url, connect_args=connect_args)
 
         @event.listens_for(engine, "connect")
@@ -136,6 +147,8 @@ class Database:
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         if self.is_postgres:
             event.listen(self._factory, "after_begin", _set_tenant_scope)
+        # On a SQLite file the units of work of the delivery path and ingest commit in groups.
+        self._groups = WriteGroups(self.engine) if sqlite_file(url) else None
 
     def session(self, tenant_id: str) -> AbstractContextManager[Session]:
         """A session committed on success and rolled back on error, bound to one tenant."""
@@ -174,8 +187,14 @@ class Database:
         On PostgreSQL it is a transaction on one pooled connection whose statements skip
         SQLAlchemy's per-execution work (cache keys, result processing); its BEGIN and the
         tenant's scope travel with its first statement, so a transaction of one statement
-        costs two round trips (`Work.run_alone`: one). Elsewhere it is a plain session.
+        costs two round trips (`Work.run_alone`: one). On a SQLite file it is a session whose
+        work commits together with other threads' (app.sqlite_groups); elsewhere (SQLite in
+        memory) a plain session.
         """
+        if self._groups is not None:
+            with self._groups.unit({"tenant_id": scope, "database": self}) as session:
+                yield session
+            return
         if not self.is_postgres:
             with self._session(scope) as session:
                 yield session
@@ -254,6 +273,8 @@ class Database:
 
     def dispose(self) -> None:
         """Drop pooled connections (after a fork, a worker must not share its parent's)."""
+        if self._groups is not None:
+            self._groups.close()
         self.engine.dispose()
 
 

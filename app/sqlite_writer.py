@@ -30,10 +30,12 @@ import threading
 # fails instead of waiting forever on itself.
 TURN_TIMEOUT_SECONDS = 30.0
 
-# Statements that start a write: the first keyword, or a data-changing statement after a
-# WITH clause. Everything else (SELECT, PRAGMA, EXPLAIN, BEGIN, SAVEPOINT...) takes no turn.
+# Statements that start a write: the first keyword, a data-changing statement after a WITH
+# clause, or a transaction that takes the write lock at once (BEGIN IMMEDIATE / EXCLUSIVE).
+# Everything else (SELECT, PRAGMA, EXPLAIN, a deferred BEGIN, SAVEPOINT...) takes no turn.
 _WRITE = re.compile(
     r"^\s*(?:INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|VACUUM|REINDEX)\b"
+    r"|^\s*BEGIN\s+(?:IMMEDIATE|EXCLUSIVE)\b"
     r"|^\s*WITH\b.*\b(?:INSERT|UPDATE|DELETE|REPLACE)\b",
     re.IGNORECASE | re.DOTALL,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -63,3 +64,41 @@ def test_sqlite_looks_jobs_up_by_their_own_indexes(sqlite_app, name):
     # would cost each delivery time proportional to the backlog, inside the writer's turn.
     assert not [step for step in lookups if step.startswith("SCAN") and step not in ("SCAN CONSTANT ROW", "SCAN chosen")], plan
     assert not [step for step in lookups if "ix_notification_jobs_status_next" in step], plan
+
+
+def test_a_worker_on_sqlite_delivers_every_job_once_while_alerts_come_in(tmp_path, receiver):
+    """The make-run path end to end: the worker's eight threads claim and record in write
+    groups (app.sqlite_groups) while the API opens alerts on the same file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support import PrivateStack, wait_for
+
+    url = f"sqlite:///{tmp_path / 'pulse.db'}"
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env={**os.environ, "DATABASE_URL": url, "MIGRATION_DATABASE_URL": url}, check=True, capture_output=True)
+    stack = PrivateStack(13, {"DATABASE_URL": url, "WORKER_METRICS_PORT": "0"})
+    try:
+        stack.worker()
+        tenant = stack.tenant()
+        for number in range(3):
+            channel = create_channel(stack.client, tenant, "webhook", {"url": receiver.url(f"/c{number}")})
+            create_rule(stack.client, tenant, channel["channel_id"])
+
+        def open_alert(number: int) -> int:
+            client = stack.app.test_client()
+            body = {"device_id": f"pump-{number}", "alert_type": "overheat", "severity": 3, "message": f"alert {number}"}
+            return client.post("/api/v2/alerts", json=body, headers=tenant.admin).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            assert set(pool.map(open_alert, range(60))) == {201}
+        wait_for(lambda: len(receiver.requests) >= 180, timeout=90, message="180 deliveries")
+        time.sleep(1)  # a duplicate would arrive by now
+
+        ids = [request.headers["webhook-id"] for request in receiver.requests]
+        assert len(ids) == 180 and len(set(ids)) == 180
+        with stack.db.engine.connect() as connection:
+            statuses = connection.exec_driver_sql("SELECT status, count(*) FROM notification_jobs GROUP BY status").all()
+            attempts = connection.exec_driver_sql("SELECT count(*), sum(success) FROM delivery_log").one()
+        assert statuses == [("DELIVERED", 180)]
+        assert tuple(attempts) == (180, 180)
+    finally:
+        stack.close()
