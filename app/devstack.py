@@ -62,6 +62,17 @@ def main() -> int:
     # A person reads these logs in a terminal; production keeps one JSON object per line.
     env.setdefault("PULSE_LOG_FORMAT", "text")
     redis = None
+    honcho: subprocess.Popen | None = None
+
+    def stop(_signum, _frame):
+        # SIGTERM (a process manager, `kill`) reaches this process alone, unlike Ctrl-C, which
+        # the terminal sends to honcho too: pass it on, so honcho stops its processes before
+        # the embedded Redis is stopped below; before honcho runs, just stop.
+        if honcho is None:
+            raise SystemExit(143)
+        honcho.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
     if not env.get("REDIS_URL") and not env.get("CELERY_BROKER_URL"):
         redis = start_embedded_redis()
         print(f"embedded Redis on {embedded_redis_socket()}")
