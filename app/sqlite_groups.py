@@ -40,8 +40,17 @@ from app.sqlite_writer import TURN_TIMEOUT_SECONDS
 MAX_UNITS = 8
 # How often a thread waiting for its group's commit checks that someone will make it.
 _WATCH_SECONDS = 0.05
-# Errors of the last commits, for their waiters (a commit's waiters all ask within moments).
-_KEPT_ERRORS = 64
+
+
+class _Transaction:
+    """One group's transaction as the threads of its units see it: done or not, and how."""
+
+    __slots__ = ("units", "ended", "error")
+
+    def __init__(self) -> None:
+        self.units = 0  # units done in it, waiting for its COMMIT
+        self.ended = False
+        self.error: BaseException | None = None
 
 
 class WriteGroups:
@@ -52,7 +61,13 @@ class WriteGroups:
         self._max_units = max_units
         self._reset()
         reset = weakref.WeakMethod(self._reset)
-        os.register_at_fork(after_in_child=lambda: reset() and reset()())
+
+        def reset_in_child() -> None:
+            method = reset()
+            if method is not None:
+                method()
+
+        os.register_at_fork(after_in_child=reset_in_child)
 
     def _reset(self) -> None:
         # A forked child starts with no group: its parent's locks may have been held by a
@@ -60,18 +75,17 @@ class WriteGroups:
         # fork (the parent's is left alone, not closed).
         # One unit at a time on the shared connection.
         self._unit = threading.Lock()
-        # Guards the counters below and wakes the threads waiting for a commit.
+        # Guards the fields below and wakes the threads waiting for a commit.
         self._state = threading.Condition()
         self._waiting = 0  # threads waiting to run a unit
-        self._pending = 0  # units done in the open transaction, not yet committed
-        self._generation = 0  # transactions ended so far
-        self._errors: dict[int, BaseException] = {}
+        self._current = _Transaction()  # the one the next unit joins
+        self._ended = 0  # transactions ended so far
         self._connection: Connection | None = None
 
     @property
     def transactions(self) -> int:
         """Transactions this process's units have ended (committed or failed) so far."""
-        return self._generation
+        return self._ended
 
     @contextmanager
     def unit(self, info: dict[str, Any]) -> Iterator[Session]:
@@ -91,8 +105,8 @@ class WriteGroups:
             finally:
                 session.close()
         finally:
-            generation = self._leave(joined=not failed)
-        self._await(generation)
+            transaction = self._leave(joined=not failed)
+        self._await(transaction)
 
     # The turn of units ------------------------------------------------------------------
 
@@ -126,20 +140,20 @@ class WriteGroups:
             self._discard()
             raise
 
-    def _leave(self, joined: bool) -> int:
+    def _leave(self, joined: bool) -> _Transaction:
         """End this thread's unit (the unit lock is held): commit the group now, or leave it to
-        the unit behind. Returns the generation whose end the unit waits for."""
+        the unit behind. Returns the transaction whose end the unit waits for."""
         try:
-            generation = self._generation
+            transaction = self._current
             if joined:
-                self._pending += 1
+                transaction.units += 1
             with self._state:
                 waiting = self._waiting
             if not self._open():
                 self._end_lost()
-            elif not waiting or self._pending >= self._max_units:
+            elif not waiting or transaction.units >= self._max_units:
                 self._finish()
-            return generation
+            return transaction
         finally:
             self._unit.release()
 
@@ -149,7 +163,7 @@ class WriteGroups:
     def _end_lost(self) -> None:
         """The transaction is gone without a COMMIT (SQLite rolls a whole transaction back
         after some errors, a failed unit may have lost the connection): its units failed."""
-        if self._pending:
+        if self._current.units:
             self._end(Exception("the transaction of the group was rolled back"))
 
     def _finish(self) -> None:
@@ -164,11 +178,9 @@ class WriteGroups:
 
     def _end(self, error: BaseException | None) -> None:
         with self._state:
-            if error is not None and self._pending:
-                self._errors[self._generation] = error
-                self._errors.pop(self._generation - _KEPT_ERRORS, None)
-            self._generation += 1
-            self._pending = 0
+            ended, self._current = self._current, _Transaction()
+            ended.ended, ended.error = True, error
+            self._ended += 1
             self._state.notify_all()
 
     def _discard(self) -> None:
@@ -183,28 +195,27 @@ class WriteGroups:
         finally:
             connection.close()
 
-    def _await(self, generation: int) -> None:
-        """Return once transaction `generation` has ended; raise its COMMIT's error, if any."""
+    def _await(self, transaction: _Transaction) -> None:
+        """Return once `transaction` has ended; raise its COMMIT's error, if any."""
         with self._state:
-            while self._generation == generation:
+            while not transaction.ended:
                 self._state.wait(_WATCH_SECONDS)
-                if self._generation == generation and not self._waiting:
+                if not transaction.ended and not self._waiting:
                     # The units behind were given up on (a timeout, an error before their
                     # unit began): nobody else will commit this group.
                     self._state.release()
                     try:
-                        self._commit_if_still(generation)
+                        self._commit_if_still(transaction)
                     finally:
                         self._state.acquire()
-            error = self._errors.get(generation)
-        if error is not None:
-            raise OperationalError("COMMIT", {}, error) from error
+        if transaction.error is not None:
+            raise OperationalError("COMMIT", {}, transaction.error) from transaction.error
 
-    def _commit_if_still(self, generation: int) -> None:
+    def _commit_if_still(self, transaction: _Transaction) -> None:
         if not self._unit.acquire(blocking=False):
             return  # a unit is running: its thread decides
         try:
-            if self._generation == generation:
+            if self._current is transaction:
                 self._finish() if self._open() else self._end_lost()
         finally:
             self._unit.release()

@@ -42,6 +42,14 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as cmdline:
+            return cmdline.read().replace("\0", " ")
+    except OSError:  # gone already
+        return ""
+
+
 def _healthy(url: str) -> bool:
     try:
         return requests.get(url, timeout=1).status_code == 200
@@ -66,7 +74,7 @@ def test_sigterm_stops_every_process_of_the_stack(tmp_path):
     try:
         wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), timeout=120, message="make run's web")
         stack = _descendants(launcher.pid)
-        commands = " ".join(open(f"/proc/{pid}/cmdline").read() for pid in _alive(stack))
+        commands = " ".join(_command(pid) for pid in stack)
         assert "redis-server" in commands and "honcho" in commands and "celery" in commands, commands
 
         launcher.send_signal(signal.SIGTERM)
