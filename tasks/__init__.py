@@ -7,6 +7,8 @@ when Celery first needs them, not at import.
 
 from __future__ import annotations
 
+import logging
+
 from celery.signals import beat_init, setup_logging, worker_process_shutdown, worker_ready, worker_shutdown
 
 from app.celery_app import make_celery
@@ -17,11 +19,19 @@ app = celery
 
 from tasks import delivery, maintenance  # noqa: E402,F401  (registers the tasks)
 
+# Celery's two lines per task ("received", "succeeded in"), which say less than the
+# delivery log and Pulse's own lines about a failed attempt: 4% of a worker's CPU at INFO
+# (profiled under bench/compare.py). `--loglevel DEBUG` brings them back.
+PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
 
 @setup_logging.connect
 def _configure_logging(loglevel=None, **_kwargs) -> None:
     # Connected, this replaces Celery's own logging set-up: one format for every process.
     configure_logging(celery.settings.log_format, loglevel or "INFO")
+    quiet = logging.getLogger().getEffectiveLevel() > logging.DEBUG
+    for name in PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
 @worker_ready.connect
