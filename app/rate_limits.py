@@ -92,6 +92,11 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     )
     limiter.init_app(app)
     app.extensions["rate_limits"] = limiter
+    # Every limit is attached to its view below and checked by it. Flask-Limiter also checks
+    # default and application-wide limits before every request; Pulse sets none, so that
+    # check only resolved an empty set: 6% of the web's CPU per alert (profiled).
+    if not (limiter.limit_manager.default_limits or limiter.limit_manager.application_limits):
+        app.before_request_funcs[None].remove(limiter._check_request_limit)
 
     if settings.rate_limit_ingest != "off":
         ingest = limiter.shared_limit(settings.rate_limit_ingest, scope="ingest", key_func=_tenant)
