@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import timezone
 from typing import Any, Iterator
 
-from sqlalchemy import DateTime, create_engine, event, literal, make_url, text
+from sqlalchemy import DateTime, bindparam, create_engine, event, func, literal, make_url, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -483,6 +483,14 @@ def prepared(statement):
     return statement
 
 
+# The transaction's tenant scope (`app.tenant_id`), the first statement of every Work:
+# prepared like the statements it travels with, since planning even this took PostgreSQL
+# longer than running it.
+_SCOPE = prepared(
+    select(func.set_config(bindparam("scope_setting", "app.tenant_id"), bindparam("p_scope"), bindparam("scope_is_local", True)))
+)
+
+
 class RawResult:
     """Rows of one statement run by `Work`, with the attribute access SQLAlchemy rows have."""
 
@@ -532,7 +540,7 @@ class Work:
         """Send `statement` (its result unread) ahead of the next one, in the same message."""
         sql, values = self._bound(statement, params)
         _merge(self._deferred_values, values)
-        self._deferred.append(sql)
+        self._deferred.append(statement)
 
     def run(self, statement, params: dict[str, Any]) -> RawResult:
         """Run `statement` in this transaction."""
@@ -572,48 +580,64 @@ class Work:
     def _send(self, statement, params: dict[str, Any], *, alone: bool) -> RawResult:
         if self._state == "done":
             raise RuntimeError("this unit of work has ended")
-        parts: list[str] = []
+        statements: list = []
         values: dict[str, Any] = {}
-        preparing = None
         if self._state == "new":
-            if not alone:
-                parts.append("BEGIN")
             # The transaction's scope, local to it: a pooled connection never carries one
             # tenant's scope to another.
-            parts.append("SELECT set_config('app.tenant_id', %(_scope)s, true)")
-            values["_scope"] = self._scope
-        parts += self._deferred
+            statements.append(_SCOPE)
+            values.update(self._bound(_SCOPE, {"p_scope": self._scope})[1])
+        statements += self._deferred
         values.update(self._deferred_values)
         self._deferred, self._deferred_values = [], {}
-        row_type = plan = None
+        row_type = None
         if statement is not None:
-            sql, own = self._bound(statement, params)
-            plan = _PLANS.get(id(statement)) if self.database is None or self.database.prepared_statements else None
-            if plan is not None:
-                planned = self._connection.info.setdefault("pulse_plans", {})
-                runs = planned.get(plan.name)
-                if runs is None:
-                    parts.append(plan.prepare)
-                    preparing = plan.name
-                elif runs in REPLAN_AFTER:
-                    parts += [f"DEALLOCATE {plan.name}", plan.prepare]
-                    preparing = plan.name
-                sql = plan.execute
-            parts.append(sql)
-            _merge(values, own)
+            statements.append(statement)
+            _merge(values, self._bound(statement, params)[1])
             row_type = _compiled(statement)[3]
+        parts, plans, preparing = self._texts(statements)
+        if self._state == "new" and not alone:
+            parts.insert(0, "BEGIN")
         self._state = "done" if alone else "open"
         try:
             result = self._execute("; ".join(parts), values, row_type)
         except BaseException:
-            if preparing is not None:
+            if preparing:
                 # Whether the PREPARE ran before the failure is unknown: this connection is
                 # replaced rather than asked.
                 self.discard = True
             raise
-        if plan is not None:
+        planned = self._connection.info.setdefault("pulse_plans", {})
+        for plan in plans:
             planned[plan.name] = planned.get(plan.name, 0) + 1
         return result
+
+    def _texts(self, statements: list) -> tuple[list[str], list[_Plan], bool]:
+        """The SQL of one message's statements, each prepared one as an EXECUTE of its plan.
+
+        Returns the texts, the plans they run, and whether a plan is (re)prepared first.
+        """
+        use_plans = self.database is None or self.database.prepared_statements
+        planned = self._connection.info.setdefault("pulse_plans", {})
+        parts: list[str] = []
+        plans: list[_Plan] = []
+        preparing = False
+        for statement in statements:
+            plan = _PLANS.get(id(statement)) if use_plans else None
+            if plan is None:
+                parts.append(_compiled(statement)[0])
+                continue
+            if plan not in plans:
+                runs = planned.get(plan.name)
+                if runs is None:
+                    parts.append(plan.prepare)
+                    preparing = True
+                elif runs in REPLAN_AFTER:
+                    parts += [f"DEALLOCATE {plan.name}", plan.prepare]
+                    preparing = True
+                plans.append(plan)
+            parts.append(plan.execute)
+        return parts, plans, preparing
 
     def _execute(self, sql: str, values: dict[str, Any], row_type=None) -> RawResult:
         cursor = self._connection.cursor()

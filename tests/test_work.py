@@ -20,9 +20,11 @@ SCOPE = select(func.current_setting("app.tenant_id", True).label("scope"))
 # Planned once per connection, and how a connection tells which statements it has prepared.
 NAME_OF = prepared(select(TENANTS.c.name).where(TENANTS.c.tenant_id == bindparam("p_tenant_id")))
 _PREPARED = table("pg_prepared_statements", column("name"), column("statement"), column("prepare_time"))
-# NAME_OF's own plan: the ingest statements read the tenants table too.
-PREPARED_HERE = select(func.count()).select_from(_PREPARED).where(_PREPARED.c.statement.like("%SELECT tenants.name %"))
-PLANNED_AT = select(_PREPARED.c.prepare_time).where(_PREPARED.c.statement.like("%SELECT tenants.name %"))
+# NAME_OF's own plan, by the name it is prepared under: a plan's `statement` is the whole
+# message that prepared it, which may have prepared others (the tenant's scope) too.
+_NAME_OF_PLAN = _PREPARED.c.statement.like("%PREPARE " + _PREPARED.c.name + " AS SELECT tenants.name %")
+PREPARED_HERE = select(func.count()).select_from(_PREPARED).where(_NAME_OF_PLAN)
+PLANNED_AT = select(_PREPARED.c.prepare_time).where(_NAME_OF_PLAN)
 # Fails at execution: the text is no integer.
 BAD_CAST = select((bindparam("p_text") + 0).label("number"))
 
