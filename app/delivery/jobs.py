@@ -30,6 +30,7 @@ compare with the database's clock (`DbNow`, `DbAfter`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ from sqlalchemy import (
     cast,
     exists,
     func,
+    literal_column,
     select,
     true,
     update,
@@ -88,8 +90,15 @@ def _one_of(column, statuses: list[str]):
     bound parameter, and without those indexes a share count read every waiting job of every
     tenant, in the writer's turn, at a cost that grows with the backlog. PostgreSQL's
     prepared plans write the constants in as well (app.db).
+
+    Written in when the statement is compiled, once: a parameter rendered as literals at
+    execution (`literal_execute`) was rendered again on every run of the statement, a tenth
+    of a claim's CPU on SQLite (py-spy under make run). The statuses are the enum's names.
     """
-    return column.in_(bindparam(None, statuses, expanding=True, literal_execute=True))
+    for status in statuses:
+        if not re.fullmatch(r"[A-Z_]+", status):
+            raise ValueError(f"not a job status: {status!r}")
+    return column.in_([literal_column(f"'{status}'") for status in statuses])
 
 
 @dataclass(frozen=True)
