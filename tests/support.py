@@ -148,9 +148,11 @@ class CeleryProcess:
 class WorkerProcess(CeleryProcess):
     """The Procfile's worker: threads pool, every delivery queue."""
 
-    def __init__(self, name: str, env: dict[str, str] | None = None, concurrency: int = 8):
+    def __init__(self, name: str, env: dict[str, str] | None = None, concurrency: int = 8, loglevel: str = "INFO"):
         super().__init__(name, env, ready_text="ready.")
         self.concurrency = concurrency
+        # DEBUG adds Celery's lines per task ("Task pulse.deliver[...] received", "succeeded").
+        self.loglevel = loglevel
 
     def args(self) -> list[str]:
         return [
@@ -159,7 +161,7 @@ class WorkerProcess(CeleryProcess):
             "--concurrency", str(self.concurrency),
             "--queues", ",".join(QUEUES),
             "--hostname", f"{self.name}@%h",
-            "--loglevel", "INFO",
+            "--loglevel", self.loglevel,
             "--without-gossip",
             "--without-mingle",
         ]
