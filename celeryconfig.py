@@ -20,17 +20,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Deliveries record their outcome in the database (the results hook), not in a result backend.
         "task_ignore_result": True,
         "result_backend": None,
-        # At-least-once: a message is acknowledged only after its task finished, and a task
-        # whose worker died goes back to the queue instead of being forgotten.
+        # At-least-once: a message is acknowledged only after its task finished, and a worker
+        # that stops puts back the messages it holds. What a killed worker held, the sweeper
+        # sends again (see ack_emulation below).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": QUEUES[-1],
         "task_create_missing_queues": True,
         "broker_transport_options": {
-            # Longer than the longest ETA message (later retries wait in the database): a
-            # retry held by a worker must never be redelivered to another as if it were lost.
-            "visibility_timeout": settings.delivery.eta_retry_max_seconds + 3600,
+            # No copy of each message in Redis while a worker holds it (kombu's emulation of
+            # AMQP acknowledgements: two Redis transactions per message, a seventh of a
+            # worker's CPU). The database is the source of truth: a job whose worker died
+            # mid-attempt goes round again when its lease expires, and a message lost with its
+            # worker is found by the sweeper's queue watermarks (app/delivery/sweep.py). A
+            # worker that stops cleanly still puts back the messages it had not run.
+            "ack_emulation": False,
             # Critical first: the worker asks the queues in the order it was given them.
             "queue_order_strategy": "priority",
             "socket_connect_timeout": 2,

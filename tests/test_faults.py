@@ -90,6 +90,50 @@ def test_worker_killed_mid_delivery_is_sent_again_with_the_same_id(fault_app, pr
     assert "worker lost" in log[0]["error"]
 
 
+def hold_a_retry(client, tenant, broker, receiver, retry_after: int):
+    """The first attempt fails with Retry-After: its retry waits in the worker as an ETA message."""
+    receiver.script("/hook", [(503, {"Retry-After": str(retry_after)}, b"busy")])
+    channel = create_channel(client, tenant, "webhook", {"url": receiver.url()})
+    create_rule(client, tenant, channel["channel_id"])
+    post_alert(client, tenant)
+    wait_for(lambda: receiver.at(), message="the first attempt")
+    wait_for(lambda: client.get("/api/v2/deliveries", headers=tenant.admin).get_json()["items"][0]["status"] == "RETRYING",
+             message="the job to wait for its retry")
+    time.sleep(0.5)
+    # In the worker's hands only: Redis keeps no copy of a message a worker holds.
+    assert broker.llen("pulse.critical") == 0 and broker.hlen("unacked") == 0
+
+
+def test_worker_killed_holding_a_retry_loses_nothing(fault_app, broker, processes, receiver):
+    """The sweeper finds the retry's message lost once the job is due, and sends it again."""
+    client = fault_app.test_client()
+    tenant = make_tenant(fault_app)
+    doomed = processes(WorkerProcess("doomed", ENV))
+    hold_a_retry(client, tenant, broker, receiver, retry_after=2)
+    doomed.kill()
+
+    processes(WorkerProcess("survivor", ENV))
+    processes(BeatProcess("beat", ENV))
+    [job] = wait_for(lambda: all_settled(client, tenant, 1), timeout=60, message="the retry to be sent after all")
+    assert job["status"] == "DELIVERED"
+    assert [r.headers["webhook-id"] for r in receiver.at()] == [str(job["job_id"])] * 2
+    log = client.get(f"/api/v2/deliveries/{job['job_id']}", headers=tenant.admin).get_json()["log"]
+    assert [(row["attempt"], row["success"]) for row in log] == [(1, False), (2, True)]
+
+
+def test_worker_stopped_cleanly_puts_back_the_retry_it_held(fault_app, broker, processes, receiver):
+    client = fault_app.test_client()
+    tenant = make_tenant(fault_app)
+    stopping = processes(WorkerProcess("stopping", ENV))
+    hold_a_retry(client, tenant, broker, receiver, retry_after=3)
+    stopping.stop()  # SIGTERM: Celery's warm shutdown
+    assert broker.llen("pulse.critical") == 1, "the retry's message went back to its queue"
+
+    processes(WorkerProcess("next", ENV))  # no beat: the message itself brings the retry
+    [job] = wait_for(lambda: all_settled(client, tenant, 1), timeout=30, message="the retry to be sent")
+    assert job["status"] == "DELIVERED" and len(receiver.at()) == 2
+
+
 def test_redis_flushed_with_jobs_queued_loses_nothing(fault_app, broker, processes, receiver):
     client = fault_app.test_client()
     tenant = make_tenant(fault_app)
