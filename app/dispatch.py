@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Iterable, Protocol
 
 from celery.utils.nodenames import anon_nodename
+from kombu.utils.uuid import uuid
 
 from app.delivery.jobs import unmark
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 DELIVER_TASK = "pulse.deliver"
 RECORD_TASK = "pulse.record_outcome"
 PROBE_TASK = "pulse.queue_probe"
+# AMQP's persistent delivery mode, the one Celery gives its messages (Redis keeps every message alike).
+PERSISTENT = 2
 
 
 class Enqueuer(Protocol):
@@ -63,18 +66,26 @@ class CeleryEnqueuer:
         return len(jobs)
 
     def _send_task(self, producer, name: str, args: list, queue: str, origin: str) -> None:
-        """Publish one task message, without the work Celery would repeat for every message.
+        """Publish one task message, as `send_task` would make it, without `send_task`'s work.
 
-        The message is the one `send_task` makes by default. Celery would otherwise compute, per
-        message, what is the same for all of them or known here: the repr of the arguments
-        (a generic safe repr), the sender's node name, and a declaration of the queue, which
-        on Redis only copies and binds the queue object again (the message goes to the queue
-        by its name; the worker declares the queues it consumes). Together they were about a
-        third of the CPU a publish cost, and the web publishes every new job's message.
+        Celery builds the message (task protocol 2, `amqp.as_task_v2`) and kombu publishes it,
+        as `send_task` has them do; what `send_task` adds per message is the same for every
+        message Pulse sends, or known here: the task's options looked up in the registry and
+        routed, the repr of the arguments (a generic safe repr), the sender's node name, a
+        declaration of the queue (on Redis it only binds the queue object again: the message
+        goes to the queue by its name, and the worker declares the queues it consumes), the
+        publish signals (Pulse connects none) and a result object (Pulse keeps no results).
+        Skipping them halved the CPU of a publish, and the web publishes every new job's
+        message (bench/compare.py, profiled). tests/test_dispatch.py compares the message with
+        `send_task`'s.
         """
-        self.celery.send_task(
-            name, args=args, queue=queue, retry=False, producer=producer,
-            argsrepr=repr(args), kwargsrepr="{}", origin=origin, declare=[],
+        task_id = uuid()
+        headers, properties, body, _ = self.celery.amqp.as_task_v2(
+            task_id, name, args, argsrepr=repr(args), kwargsrepr="{}", origin=origin, ignore_result=None
+        )
+        producer.publish(
+            body, exchange="", routing_key=queue, serializer="json", headers=headers, declare=[],
+            retry=False, delivery_mode=PERSISTENT, **properties,
         )
 
     def send_record(self, record: AttemptRecord) -> bool:
