@@ -137,6 +137,7 @@ class Environment(BaseSettings):
     PORT: int = Field(8000, ge=1, le=65535)
     PUBLIC_URL: str | None = None
     WORKER_METRICS_PORT: int = Field(9808, ge=0, le=65535)
+    WORKER_NICE: int = Field(5, ge=0, le=19)
 
     TELEMETRY_BACKEND: str = "sql"
     INFLUXDB_URL: str | None = None
@@ -252,6 +253,8 @@ class Settings:
     password_threads: int = 2
     public_url: str = "http://127.0.0.1:8000"
     worker_metrics_port: int = 9808
+    # How far a worker lowers its CPU priority below the web's (app.cpu_priority).
+    worker_nice: int = 5
     telemetry_backend: str = "sql"
     influxdb_url: str | None = None
     influxdb_token: str | None = None
@@ -320,6 +323,7 @@ class Settings:
             password_threads=env.PULSE_PASSWORD_THREADS,
             public_url=(env.PUBLIC_URL or f"http://{env.HOST}:{env.PORT}").rstrip("/"),
             worker_metrics_port=env.WORKER_METRICS_PORT,
+            worker_nice=env.WORKER_NICE,
             telemetry_backend=env.TELEMETRY_BACKEND,
             influxdb_url=env.INFLUXDB_URL,
             influxdb_token=env.INFLUXDB_TOKEN,

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import beat_init, setup_logging, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import (
+    beat_init,
+    celeryd_init,
+    setup_logging,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from app.celery_app import make_celery
+from app.cpu_priority import lower_priority
 from app.logs import configure_logging
 
 celery = make_celery()
@@ -34,8 +42,23 @@ def _configure_logging(loglevel=None, **_kwargs) -> None:
         logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
+# What _lower_priority lowered, logged once logging is set up.
+_lowered: list[str] = []
+
+
+@celeryd_init.connect
+def _lower_priority(**_kwargs) -> None:
+    # Before the pool starts its threads, which inherit it (app.cpu_priority).
+    _lowered[:] = lower_priority(celery.settings.worker_nice)
+
+
 @worker_ready.connect
 def _serve_metrics(**_kwargs) -> None:
+    if _lowered:
+        logging.getLogger(__name__).info(
+            "CPU priority lowered by %d (%s): the API goes first when the machine is busy",
+            celery.settings.worker_nice, ", ".join(_lowered),
+        )
     celery.services.db.warn_if_rls_bypassed("the worker")
     celery.services.delivery_metrics.serve(celery.settings.worker_metrics_port)
 
