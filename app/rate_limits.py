@@ -3,9 +3,9 @@
 Flask-Limiter keeps the counters in the Redis of `REDIS_URL` (production's Redis, or the
 embedded one under `make run`), so every web process of a deployment shares them. The ingest
 limit is checked with the `limits` library Flask-Limiter is built on, on the same storage
-(`IngestLimit`: ingest is the hot path). Limits are
-attached here, by endpoint, when the app is built from its settings: the views stay free of
-them, and `off` attaches nothing. Each view declares 429 in its operation (the OpenAPI).
+(`IngestLimit`: ingest is the hot path). Limits are attached here, by endpoint, when the app
+is built from its settings: the views stay free of them, and `off` attaches nothing. Each
+view declares 429 in its operation (the OpenAPI).
 
 Over a limit the answer is 429 problem+json with an integer `Retry-After`, raised before the
 view reads its body, so nothing is created. Ingest limits are checked after authentication

@@ -53,12 +53,16 @@ def _lower_priority(**_kwargs) -> None:
 
 
 @worker_ready.connect
-def _serve_metrics(**_kwargs) -> None:
+def _report_priority(**_kwargs) -> None:
     if _lowered:
         logging.getLogger(__name__).info(
             "CPU priority lowered by %d (%s): the API goes first when the machine is busy",
             celery.settings.worker_nice, ", ".join(_lowered),
         )
+
+
+@worker_ready.connect
+def _serve_metrics(**_kwargs) -> None:
     celery.services.db.warn_if_rls_bypassed("the worker")
     celery.services.delivery_metrics.serve(celery.settings.worker_metrics_port)
 
