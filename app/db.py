@@ -75,6 +75,7 @@ def make_engine(url: str) -> Engine:
             # Writers take turns instead of polling in SQLite's busy handler (app.sqlite_writer).
             connect_args["factory"] = connection_factory(path)
         engine = create_engine(url, connect_args=connect_args)
+        _plain_savepoints(engine)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -91,6 +92,33 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_size=10, max_overflow=20, connect_args={"options": "-c timezone=UTC"})
     _ping_when_idle(engine)
     return engine
+
+
+def _plain_savepoints(engine: Engine) -> None:
+    """Say SAVEPOINT, RELEASE and ROLLBACK TO as plain SQL on this SQLite engine.
+
+    Every unit of the group commit (app.sqlite_groups) is a savepoint, two or three per
+    delivery under `make run`, and SQLAlchemy compiles each of these statements anew: 39 µs a
+    SAVEPOINT and RELEASE pair against 9 µs as plain SQL, measured on a bare connection. The
+    units run one at a time, so the difference is paid inside the group's turn: `make run`
+    went from 271 to 301 deliveries/s (bench/dispatch.py, 500 x 3). The dialect has no
+    setting for it; the engine's own dialect instance gets the three methods.
+    """
+    dialect = engine.dialect
+    quote = dialect.identifier_preparer.quote
+
+    def do_savepoint(connection, name: str) -> None:
+        connection.exec_driver_sql(f"SAVEPOINT {quote(name)}")
+
+    def do_release_savepoint(connection, name: str) -> None:
+        connection.exec_driver_sql(f"RELEASE SAVEPOINT {quote(name)}")
+
+    def do_rollback_to_savepoint(connection, name: str) -> None:
+        connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {quote(name)}")
+
+    dialect.do_savepoint = do_savepoint
+    dialect.do_release_savepoint = do_release_savepoint
+    dialect.do_rollback_to_savepoint = do_rollback_to_savepoint
 
 
 # A pooled connection idle for longer than this is pinged before it is used again.
