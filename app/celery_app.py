@@ -13,6 +13,7 @@ import os
 import threading
 
 from celery import Celery, bootsteps
+from kombu.common import ignore_errors
 
 from app import broker
 from app.config import Settings
@@ -67,6 +68,13 @@ class BatchedTaskEvents(bootsteps.StartStopStep):
             hub.call_soon(hub.call_later, TASK_EVENTS_BATCH_SECONDS, flush)
 
         dispatcher.on_send_buffered = buffered
+
+    def stop(self, c):
+        # Before the Events step closes the dispatcher: the last moment's events still go.
+        if c.event_dispatcher is not None:
+            ignore_errors(c, c.event_dispatcher.flush)
+
+    shutdown = stop
 
 
 class PulseCelery(Celery):
