@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 
 import pytest
 import redis
 
-from tests.support import PrivateStack, create_channel, create_rule, post_alert, settled, wait_for
+from tests.support import PrivateStack, WorkerProcess, create_channel, create_rule, post_alert, settled, wait_for
 
 
 @pytest.fixture
 def stack(app):
     stack = PrivateStack(12)
-    stack.events_worker = stack.worker(concurrency=4)
     yield stack
     stack.close()
+
+
+class TaskEventsWorker(WorkerProcess):
+    """The Procfile's worker with task events on from its start, as while Flower watches."""
+
+    def args(self) -> list[str]:
+        return [*super().args(), "--task-events"]
 
 
 class EventMessages:
@@ -60,16 +65,16 @@ def test_each_delivery_is_seen_received_started_and_succeeded_in_batched_message
     tenant = stack.tenant()
     channel = create_channel(stack.client, tenant, "webhook", {"url": receiver.url("/hook")})
     create_rule(stack.client, tenant, channel["channel_id"])
+    alerts = 12
+    # The deliveries wait in the broker, then go out together once the worker starts: their
+    # events come in a burst, whatever the speed of the machine.
+    for number in range(alerts):
+        post_alert(stack.client, tenant, device_id=f"pump-{number}")
     monitor = EventMessages(stack.broker_url)
-    destination = [f"{stack.events_worker.name}@{socket.gethostname()}"]
-    control = stack.app.extensions["pulse"].celery.control
-    # What Flower does while it runs.
-    replies = control.enable_events(destination=destination, reply=True, timeout=5)
     try:
-        assert replies, "the worker did not answer enable_events"
-        alerts = 12
-        for number in range(alerts):
-            post_alert(stack.client, tenant, device_id=f"pump-{number}")
+        worker = TaskEventsWorker("events", stack.env, concurrency=4)
+        stack.processes.append(worker)
+        worker.start()
         wait_for(lambda: settled(stack.client, tenant, alerts), message="the deliveries to settle")
 
         def seen():
@@ -79,7 +84,6 @@ def test_each_delivery_is_seen_received_started_and_succeeded_in_batched_message
 
         events = wait_for(seen, message="every delivery's task-succeeded event")
     finally:
-        control.disable_events(destination=destination, reply=True, timeout=5)
         monitor.close()
 
     by_task: dict[str, list[str]] = {}
