@@ -107,18 +107,15 @@ def _plain_savepoints(engine: Engine) -> None:
     dialect = engine.dialect
     quote = dialect.identifier_preparer.quote
 
-    def do_savepoint(connection, name: str) -> None:
-        connection.exec_driver_sql(f"SAVEPOINT {quote(name)}")
+    def plain(verb: str):
+        def say(connection, name: str) -> None:
+            connection.exec_driver_sql(f"{verb} {quote(name)}")
 
-    def do_release_savepoint(connection, name: str) -> None:
-        connection.exec_driver_sql(f"RELEASE SAVEPOINT {quote(name)}")
+        return say
 
-    def do_rollback_to_savepoint(connection, name: str) -> None:
-        connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {quote(name)}")
-
-    dialect.do_savepoint = do_savepoint
-    dialect.do_release_savepoint = do_release_savepoint
-    dialect.do_rollback_to_savepoint = do_rollback_to_savepoint
+    dialect.do_savepoint = plain("SAVEPOINT")
+    dialect.do_release_savepoint = plain("RELEASE SAVEPOINT")
+    dialect.do_rollback_to_savepoint = plain("ROLLBACK TO SAVEPOINT")
 
 
 # A pooled connection idle for longer than this is pinged before it is used again.
